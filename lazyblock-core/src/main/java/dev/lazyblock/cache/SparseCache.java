@@ -1,0 +1,583 @@
+package dev.lazyblock.cache;
+
+import dev.lazyblock.os.Libc;
+import dev.lazyblock.os.Libc.ErrnoException;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.BitSet;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A local sparse file of any size, mapped into memory, plus a {@link PresenceBitmap} saying
+ * which granules of it hold valid bytes. The store of every chunker and overlay.
+ *
+ * <p>The file is created new (never over an existing file), sized with {@code ftruncate} so
+ * it occupies no disk until written, and unlinked at once: the open descriptor keeps it alive
+ * and a crashed process leaves no multi-GiB scratch file behind.
+ *
+ * <p>Contract (see DESIGN.md, "Cache semantics"): fillers {@link #writeAt} bytes, then
+ * {@link #setIsCached}; readers {@link #isCached}, then {@link #slice}/{@link #readAt}. The
+ * bitmap's release/acquire makes the bytes visible to any reader that sees the bit.
+ *
+ * <p>Lifetime: {@link #close()} once. Afterwards every call throws {@link CacheClosedException}.
+ * Operations that use the file descriptor ({@link #writeAt}, {@link #fileSize},
+ * {@link #exportToDiff}) and fetches holding a {@link #retain() lease} keep the file and mapping
+ * alive until they end; the last one out unmaps. Reads through the mapping need no lease: it
+ * lives in a shared {@link Arena}, whose close the JVM makes safe against concurrent access, so a
+ * racing read fails with {@code CacheClosedException} and never touches freed memory. Slices
+ * handed out become inaccessible (IllegalStateException) once the cache is closed.
+ */
+public final class SparseCache implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(SparseCache.class);
+
+    public static final int DEFAULT_BLOCK_SIZE = 4096;
+
+    private static final long CLOSED = 1L << 62;
+    private static final long COUNT_MASK = CLOSED - 1;
+    private static final VarHandle STATE;
+
+    static {
+        try {
+            STATE = MethodHandles.lookup().findVarHandle(SparseCache.class, "state", long.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    private final String name;
+    private final long size;
+    private final int blockSize;
+    private final long granularity;
+    private final int granuleShift;
+    private final PresenceBitmap presence;
+
+    private final int fd;
+    private final long address;
+    private final Arena arena;
+    /** The whole file, read-write. Its scope is {@link #arena}. */
+    private final MemorySegment mapping;
+
+    /**
+     * {@code CLOSED} bit | number of leases held. Leases are taken by CAS only while CLOSED is
+     * clear; {@link #close()} sets CLOSED by CAS. So once CLOSED is set the count only falls,
+     * and exactly one party sees it at zero with CLOSED set: {@code close()} itself (no lease
+     * held) or the last {@link #release()}. That party frees the mapping and descriptor.
+     * Volatile: a reader that sees CLOSED clear may go on to read the mapping.
+     */
+    @SuppressWarnings("unused") // accessed through STATE
+    private volatile long state;
+
+    /** Cleared (once, racily but idempotently) when the file system refuses fallocate. */
+    private volatile boolean fallocateWorks = true;
+
+    private SparseCache(Path file, long size, int blockSize, long granularity) throws IOException {
+        this.name = file.toString();
+        this.size = size;
+        this.blockSize = blockSize;
+        this.granularity = granularity;
+        this.granuleShift = Long.numberOfTrailingZeros(granularity);
+        this.presence = new PresenceBitmap((size + granularity - 1) >>> granuleShift);
+
+        this.fd = Libc.open(file.toString(), Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, 0600);
+        long addr = 0;
+        try {
+            Libc.ftruncate(fd, size);
+            Files.delete(file);
+            addr = size == 0 ? 0 : Libc.mmapShared(fd, size);
+        } catch (IOException | RuntimeException e) {
+            try {
+                Files.deleteIfExists(file);
+                Libc.close(fd);
+            } catch (IOException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
+        this.address = addr;
+        this.arena = Arena.ofShared();
+        this.mapping = size == 0
+                ? MemorySegment.ofArray(new byte[0])
+                : MemorySegment.ofAddress(addr).reinterpret(size, arena, null);
+    }
+
+    /** A cache of {@code size} bytes with 4 KiB blocks and 4 KiB granularity. */
+    public static SparseCache create(Path file, long size) throws IOException {
+        return create(file, size, DEFAULT_BLOCK_SIZE, DEFAULT_BLOCK_SIZE);
+    }
+
+    /**
+     * A cache of {@code size} bytes in a new file at {@code file}.
+     *
+     * @param blockSize   unit of reads and of diff export: a power of two
+     * @param granularity unit of presence: a power of two, at least {@code blockSize}
+     * @throws IOException if the file exists, or cannot be created, sized or mapped
+     */
+    public static SparseCache create(Path file, long size, int blockSize, long granularity) throws IOException {
+        if (size < 0) {
+            throw new IllegalArgumentException("cache size must be >= 0, got " + size);
+        }
+        if (blockSize <= 0 || Integer.bitCount(blockSize) != 1) {
+            throw new IllegalArgumentException("block size must be a power of two, got " + blockSize);
+        }
+        if (granularity < blockSize || Long.bitCount(granularity) != 1) {
+            throw new IllegalArgumentException("granularity must be a power of two >= block size "
+                    + blockSize + ", got " + granularity);
+        }
+        return new SparseCache(file, size, blockSize, granularity);
+    }
+
+    public long size() {
+        return size;
+    }
+
+    public int blockSize() {
+        return blockSize;
+    }
+
+    public long granularity() {
+        return granularity;
+    }
+
+    /** The presence map, for statistics and export; fillers go through {@link #setIsCached}. */
+    public PresenceBitmap presence() {
+        ensureOpen();
+        return presence;
+    }
+
+    // ---------------------------------------------------------------- presence
+
+    /**
+     * Whether every granule overlapping {@code [off, off+len)} is present. {@code len <= 0} is
+     * true; {@code off >= size()} is false; the end is clipped to the size.
+     */
+    public boolean isCached(long off, long len) {
+        ensureOpen();
+        if (len <= 0) {
+            return true;
+        }
+        if (off < 0) {
+            throw new IndexOutOfBoundsException("offset must be >= 0, got " + off);
+        }
+        if (off >= size) {
+            return false;
+        }
+        long end = clippedEnd(off, len);
+        return presence.allSet(off >>> granuleShift, granuleEnd(end));
+    }
+
+    /**
+     * Marks every granule overlapping {@code [off, off+len)} present, the end clipped to the
+     * size. Call it after the bytes are written: with a granularity coarser than the block, only
+     * once every byte of each granule touched is written.
+     */
+    public void setIsCached(long off, long len) {
+        ensureOpen();
+        if (len <= 0) {
+            return;
+        }
+        if (off < 0 || off >= size) {
+            throw new IndexOutOfBoundsException("offset " + off + " is outside the cache [0, " + size + ")");
+        }
+        presence.set(off >>> granuleShift, granuleEnd(clippedEnd(off, len)));
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /**
+     * A read-only view of {@code [off, off+len)} (end clipped to the size), without copying.
+     *
+     * @throws NotCachedException if any part of it is not present
+     */
+    public MemorySegment slice(long off, long len) {
+        long n = checkRead(off, len);
+        if (!presence.allSet(off >>> granuleShift, granuleEnd(off + n))) {
+            throw new NotCachedException(name, off, n);
+        }
+        return mapping.asSlice(off, n).asReadOnly();
+    }
+
+    /**
+     * A read-only view of {@code [off, off+len)} (end clipped) without the presence check, for
+     * readers a fetch has released by its byte-progress counter before the granule is marked.
+     * The bounds are still checked.
+     */
+    public MemorySegment sliceDirect(long off, long len) {
+        long n = checkRead(off, len);
+        return mapping.asSlice(off, n).asReadOnly();
+    }
+
+    /**
+     * Copies {@code [off, off + dst.byteSize())}, clipped to the size, into {@code dst}.
+     *
+     * @return the bytes copied
+     * @throws NotCachedException if any part of the range is not present
+     */
+    public long readAt(MemorySegment dst, long off) {
+        long n = checkRead(off, dst.byteSize());
+        if (!presence.allSet(off >>> granuleShift, granuleEnd(off + n))) {
+            throw new NotCachedException(name, off, n);
+        }
+        try {
+            MemorySegment.copy(mapping, off, dst, 0, n);
+        } catch (IllegalStateException e) {
+            throw closedOr(e);
+        } catch (InternalError e) {
+            throw mappingFault("reading", off, n, e);
+        }
+        return n;
+    }
+
+    /**
+     * Copies {@code [off, off+len)}, clipped to the size, into {@code dst[dstOff..]}.
+     *
+     * @return the bytes copied
+     * @throws NotCachedException if any part of the range is not present
+     */
+    public int readAt(byte[] dst, int dstOff, int len, long off) {
+        java.util.Objects.checkFromIndexSize(dstOff, len, dst.length);
+        int n = (int) checkRead(off, len);
+        if (!presence.allSet(off >>> granuleShift, granuleEnd(off + n))) {
+            throw new NotCachedException(name, off, n);
+        }
+        try {
+            MemorySegment.copy(mapping, ValueLayout.JAVA_BYTE, off, dst, dstOff, n);
+        } catch (IllegalStateException e) {
+            throw closedOr(e);
+        } catch (InternalError e) {
+            throw mappingFault("reading", off, n, e);
+        }
+        return n;
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    /**
+     * Writes all of {@code src} at {@code off}. Does not mark anything present: the filler
+     * calls {@link #setIsCached} when its granules are complete.
+     *
+     * @throws IOException if the file system cannot allocate the blocks (disk full); nothing
+     *                     was written then
+     */
+    public void writeAt(MemorySegment src, long off) throws IOException {
+        long len = src.byteSize();
+        checkWrite(off, len);
+        retain();
+        try {
+            reserve(off, len);
+            MemorySegment.copy(src, 0, mapping, off, len);
+        } catch (InternalError e) {
+            throw mappingFault("writing", off, len, e);
+        } finally {
+            release();
+        }
+    }
+
+    /** Writes {@code src[srcOff..srcOff+len)} at {@code off}; see {@link #writeAt(MemorySegment, long)}. */
+    public void writeAt(byte[] src, int srcOff, int len, long off) throws IOException {
+        java.util.Objects.checkFromIndexSize(srcOff, len, src.length);
+        checkWrite(off, len);
+        retain();
+        try {
+            reserve(off, len);
+            MemorySegment.copy(src, srcOff, mapping, ValueLayout.JAVA_BYTE, off, len);
+        } catch (InternalError e) {
+            throw mappingFault("writing", off, len, e);
+        } finally {
+            release();
+        }
+    }
+
+    /**
+     * Allocates disk blocks under {@code [off, off+len)} before bytes are stored through the
+     * mapping: a store into a hole on a full disk would otherwise raise SIGBUS, here it is an
+     * {@code ENOSPC} error and nothing is written.
+     */
+    private void reserve(long off, long len) throws IOException {
+        if (len == 0 || !fallocateWorks) {
+            return;
+        }
+        long start = off & -(long) blockSize;
+        int err = Libc.fallocate(fd, Libc.FALLOC_FL_KEEP_SIZE, start, off + len - start);
+        if (err == Libc.EOPNOTSUPP || err == Libc.ENOSYS) {
+            fallocateWorks = false;
+        } else if (err != 0) {
+            throw new ErrnoException("fallocate(" + name + ", [" + off + ", " + (off + len) + "))", err);
+        }
+    }
+
+    // ---------------------------------------------------------------- file
+
+    /** Bytes the sparse file occupies on disk (allocated blocks), not its logical size. */
+    public long fileSize() throws IOException {
+        retain();
+        try {
+            return Libc.fstat(fd).allocatedBytes();
+        } finally {
+            release();
+        }
+    }
+
+    /** Exports with {@code copy_file_range} where the file system supports it. */
+    public DiffMetadata exportToDiff(Path out) throws IOException {
+        return exportToDiff(out, false);
+    }
+
+    /**
+     * Writes the present blocks, in offset order, contiguously to a new file {@code out}, all-zero
+     * blocks excepted (they are only recorded), and says which blocks went where. Refused unless
+     * the granularity equals the block size: a coarser granule cannot say which blocks were
+     * written. The cache stays usable; blocks marked during the export may or may not be in it.
+     *
+     * @param forcePlain copy with {@code pwrite} even where {@code copy_file_range} would work
+     */
+    public DiffMetadata exportToDiff(Path out, boolean forcePlain) throws IOException {
+        if (granularity != blockSize) {
+            throw new IllegalStateException("exportToDiff needs block granularity: granularity is "
+                    + granularity + " bytes, block size " + blockSize);
+        }
+        long blocks = presence.granules();
+        if (blocks > Integer.MAX_VALUE) {
+            throw new IllegalStateException("exportToDiff supports at most 2^31 - 1 blocks, cache has " + blocks);
+        }
+        retain();
+        int outFd = -1;
+        try (Arena scratch = Arena.ofConfined()) {
+            outFd = Libc.open(out.toString(), Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC | Libc.O_CLOEXEC, 0644);
+            MemorySegment zero = scratch.allocate(blockSize);
+            BitSet dirty = new BitSet((int) blocks);
+            BitSet empty = new BitSet((int) blocks);
+            DiffWriter writer = new DiffWriter(outFd, out, forcePlain);
+            for (long b = presence.nextSet(0); b >= 0; ) {
+                long runEnd = presence.nextClear(b); // dirty blocks [b, runEnd)
+                long pending = -1; // first block of a run of stored (non-zero) blocks not yet copied
+                for (long k = b; k < runEnd; k++) {
+                    dirty.set((int) k);
+                    long off = k * blockSize;
+                    long len = Math.min(blockSize, size - off);
+                    if (MemorySegment.mismatch(mapping, off, off + len, zero, 0, len) == -1) {
+                        empty.set((int) k);
+                        if (pending >= 0) {
+                            writer.copyBlocks(pending, k);
+                            pending = -1;
+                        }
+                    } else if (pending < 0) {
+                        pending = k;
+                    }
+                }
+                if (pending >= 0) {
+                    writer.copyBlocks(pending, runEnd);
+                }
+                b = runEnd < blocks ? presence.nextSet(runEnd) : -1;
+            }
+            long stored = dirty.cardinality() - empty.cardinality();
+            long diffBytes = stored * blockSize;
+            Libc.ftruncate(outFd, diffBytes); // zero-pads a short last block
+            log.debug("exported {} dirty blocks ({} zero) of {} to {}: {} bytes by {}",
+                    dirty.cardinality(), empty.cardinality(), name, out, diffBytes, writer.method());
+            return new DiffMetadata(blockSize, blocks, dirty, empty, diffBytes, writer.method());
+        } catch (InternalError e) {
+            throw mappingFault("exporting", 0, size, e);
+        } finally {
+            if (outFd >= 0) {
+                Libc.close(outFd);
+            }
+            release();
+        }
+    }
+
+    /** Appends ranges of the cache file to the diff, by copy_file_range until it is refused. */
+    private final class DiffWriter {
+        private final int outFd;
+        private final Path out;
+        private boolean useCopyFileRange;
+        private boolean usedCopyFileRange;
+        private boolean usedPlain;
+        private long outOff;
+
+        DiffWriter(int outFd, Path out, boolean forcePlain) {
+            this.outFd = outFd;
+            this.out = out;
+            this.useCopyFileRange = !forcePlain;
+        }
+
+        /** Appends blocks {@code [from, to)}; the image's last block is zero-padded. */
+        void copyBlocks(long from, long to) throws IOException {
+            long off = from * blockSize;
+            long len = Math.min(size, to * blockSize) - off;
+            long done = 0;
+            while (done < len) {
+                long n;
+                if (useCopyFileRange) {
+                    n = Libc.copyFileRange(fd, off + done, outFd, outOff, len - done);
+                    if (n == -Libc.EXDEV || n == -Libc.EOPNOTSUPP || n == -Libc.ENOSYS || n == -Libc.EINVAL) {
+                        log.debug("copy_file_range {} -> {} refused ({}), falling back to a plain copy",
+                                name, out, Libc.strerror((int) -n));
+                        useCopyFileRange = false;
+                        continue;
+                    }
+                    usedCopyFileRange |= n > 0;
+                } else {
+                    n = Libc.pwrite(outFd, address + off + done, len - done, outOff);
+                    usedPlain |= n > 0;
+                }
+                if (n == -Libc.EINTR || n == -Libc.EAGAIN) {
+                    continue;
+                }
+                if (n < 0) {
+                    throw new ErrnoException((useCopyFileRange ? "copy_file_range" : "pwrite") + "(" + name
+                            + " [" + (off + done) + ", " + (off + len) + ") -> " + out + " at " + outOff + ")",
+                            (int) -n);
+                }
+                if (n == 0) {
+                    throw new IOException("short copy exporting " + name + ": expected " + (len - done)
+                            + " more bytes at offset " + (off + done) + ", source ended");
+                }
+                done += n;
+                outOff += n;
+            }
+            // A zero-padded last block: the source ends at size, the diff slot does not.
+            outOff += (blockSize - len % blockSize) % blockSize;
+        }
+
+        DiffMetadata.CopyMethod method() {
+            if (usedPlain) {
+                return DiffMetadata.CopyMethod.PLAIN;
+            }
+            return usedCopyFileRange ? DiffMetadata.CopyMethod.COPY_FILE_RANGE : DiffMetadata.CopyMethod.NONE;
+        }
+    }
+
+    // ---------------------------------------------------------------- lifetime
+
+    /**
+     * Holds the cache open (file and mapping) until the matching {@link #release()}: for a fetch
+     * that writes into the mapping from another thread, or I/O on the descriptor.
+     *
+     * @throws CacheClosedException if the cache is closed
+     */
+    public void retain() {
+        while (true) {
+            long s = (long) STATE.getVolatile(this);
+            if ((s & CLOSED) != 0) {
+                throw closed();
+            }
+            if (STATE.compareAndSet(this, s, s + 1)) {
+                return;
+            }
+        }
+    }
+
+    /** Ends a {@link #retain()}; the last release after {@link #close()} frees the cache. */
+    public void release() {
+        long s = (long) STATE.getAndAdd(this, -1L) - 1;
+        if ((s & COUNT_MASK) == COUNT_MASK) {
+            throw new IllegalStateException("release() without retain() on " + name);
+        }
+        if (s == CLOSED) {
+            free();
+        }
+    }
+
+    public boolean isClosed() {
+        return ((long) STATE.getVolatile(this) & CLOSED) != 0;
+    }
+
+    /**
+     * Closes the cache. Calls in flight finish (or fail with {@link CacheClosedException}); the
+     * mapping and file go when the last lease is released.
+     *
+     * @throws CacheClosedException if it was already closed
+     */
+    @Override
+    public void close() {
+        while (true) {
+            long s = (long) STATE.getVolatile(this);
+            if ((s & CLOSED) != 0) {
+                throw new CacheClosedException("cache closed: " + name + " was already closed");
+            }
+            if (STATE.compareAndSet(this, s, s | CLOSED)) {
+                if ((s & COUNT_MASK) == 0) {
+                    free();
+                }
+                return;
+            }
+        }
+    }
+
+    private void free() {
+        try {
+            // The JVM's shared-arena close waits out (or fails) threads mid-access, so no read
+            // through the mapping can touch it after this returns; only then unmap.
+            arena.close();
+            if (size > 0) {
+                Libc.munmap(address, size);
+            }
+            Libc.close(fd);
+        } catch (IOException | RuntimeException e) {
+            log.warn("freeing cache {} failed: {}", name, e.toString());
+        }
+    }
+
+    // ---------------------------------------------------------------- checks
+
+    private void ensureOpen() {
+        if (((long) STATE.getVolatile(this) & CLOSED) != 0) {
+            throw closed();
+        }
+    }
+
+    private CacheClosedException closed() {
+        return new CacheClosedException("cache closed: " + name);
+    }
+
+    private RuntimeException closedOr(IllegalStateException e) {
+        return isClosed() ? new CacheClosedException("cache closed: " + name + " during a read", e) : e;
+    }
+
+    private UncheckedIOException mappingFault(String what, long off, long len, InternalError e) {
+        return new UncheckedIOException(new IOException("I/O fault " + what + " [" + off + ", " + (off + len)
+                + ") of cache " + name + " through its mapping (file truncated, or a disk error)", e));
+    }
+
+    /** Validates a read and returns its length clipped to the size. */
+    private long checkRead(long off, long len) {
+        ensureOpen();
+        if (len < 0) {
+            throw new IllegalArgumentException("length must be >= 0, got " + len);
+        }
+        if (off < 0 || off >= size) {
+            throw new IndexOutOfBoundsException("offset " + off + " is outside the cache [0, " + size + ")");
+        }
+        return clippedEnd(off, len) - off;
+    }
+
+    private void checkWrite(long off, long len) {
+        ensureOpen();
+        if (off < 0 || off > size || len > size - off) {
+            throw new IndexOutOfBoundsException("write [" + off + ", " + (off + len) + ") is outside the cache [0, "
+                    + size + ")");
+        }
+    }
+
+    private long clippedEnd(long off, long len) {
+        return len >= size - off ? size : off + len;
+    }
+
+    /** The index one past the last granule overlapping a range ending at {@code end}. */
+    private long granuleEnd(long end) {
+        return (end + granularity - 1) >>> granuleShift;
+    }
+
+    @Override
+    public String toString() {
+        return "SparseCache[" + name + ", size " + size + ", block " + blockSize + ", granularity " + granularity + "]";
+    }
+}
