@@ -1,0 +1,46 @@
+package dev.lazyblock.upstream;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * Ranged reads of one immutable object in storage (a file, an HTTP resource, an S3 object).
+ *
+ * <p>Implementations are thread-safe: chunkers call them from many fetches at once. Errors are
+ * {@link UpstreamException}s naming the object, the range and what came back.
+ */
+public interface Upstream extends Closeable {
+
+    /** The object, for errors and logs: a path or URL without credentials or query string. */
+    String name();
+
+    /** The object's size in bytes. */
+    long size() throws IOException;
+
+    /**
+     * Reads exactly {@code dst.remaining()} bytes starting at {@code off} into {@code dst}.
+     *
+     * @throws UpstreamException if the object ends before {@code off + dst.remaining()} (a short
+     *                           read) or the storage fails
+     */
+    void readFully(long off, ByteBuffer dst) throws IOException;
+
+    /**
+     * Opens a stream of the bytes {@code [off, off + len)}, which yields them as they arrive.
+     * The caller closes it; closing early abandons the rest of the range.
+     */
+    RangeStream openRange(long off, long len) throws IOException;
+
+    /** Bytes of one range, in order, as they arrive. Not thread-safe: one reader per stream. */
+    interface RangeStream extends Closeable {
+        /**
+         * Reads up to {@code dst.remaining()} bytes into {@code dst}, blocking until at least one
+         * is available.
+         *
+         * @return the bytes read, or -1 once the whole range has been delivered
+         * @throws UpstreamException if the source ends before the range does, or fails
+         */
+        int read(ByteBuffer dst) throws IOException;
+    }
+}
