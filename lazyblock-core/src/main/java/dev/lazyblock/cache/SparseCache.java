@@ -169,8 +169,12 @@ public final class SparseCache implements AutoCloseable {
         if (off >= size) {
             return false;
         }
-        long end = clippedEnd(off, len);
-        return presence.allSet(off >>> granuleShift, granuleEnd(end));
+        return present(off, clippedEnd(off, len) - off);
+    }
+
+    /** Whether the in-bounds range {@code [off, off+n)} is present; an empty range is. */
+    private boolean present(long off, long n) {
+        return n == 0 || presence.allSet(off >>> granuleShift, granuleEnd(off + n));
     }
 
     /**
@@ -198,7 +202,7 @@ public final class SparseCache implements AutoCloseable {
      */
     public MemorySegment slice(long off, long len) {
         long n = checkRead(off, len);
-        if (!presence.allSet(off >>> granuleShift, granuleEnd(off + n))) {
+        if (!present(off, n)) {
             throw new NotCachedException(name, off, n);
         }
         return mapping.asSlice(off, n).asReadOnly();
@@ -222,7 +226,7 @@ public final class SparseCache implements AutoCloseable {
      */
     public long readAt(MemorySegment dst, long off) {
         long n = checkRead(off, dst.byteSize());
-        if (!presence.allSet(off >>> granuleShift, granuleEnd(off + n))) {
+        if (!present(off, n)) {
             throw new NotCachedException(name, off, n);
         }
         try {
@@ -244,7 +248,7 @@ public final class SparseCache implements AutoCloseable {
     public int readAt(byte[] dst, int dstOff, int len, long off) {
         java.util.Objects.checkFromIndexSize(dstOff, len, dst.length);
         int n = (int) checkRead(off, len);
-        if (!presence.allSet(off >>> granuleShift, granuleEnd(off + n))) {
+        if (!present(off, n)) {
             throw new NotCachedException(name, off, n);
         }
         try {
@@ -477,12 +481,17 @@ public final class SparseCache implements AutoCloseable {
 
     /** Ends a {@link #retain()}; the last release after {@link #close()} frees the cache. */
     public void release() {
-        long s = (long) STATE.getAndAdd(this, -1L) - 1;
-        if ((s & COUNT_MASK) == COUNT_MASK) {
-            throw new IllegalStateException("release() without retain() on " + name);
-        }
-        if (s == CLOSED) {
-            free();
+        while (true) {
+            long s = (long) STATE.getVolatile(this);
+            if ((s & COUNT_MASK) == 0) {
+                throw new IllegalStateException("release() without retain() on " + name);
+            }
+            if (STATE.compareAndSet(this, s, s - 1)) {
+                if (s - 1 == CLOSED) {
+                    free();
+                }
+                return;
+            }
         }
     }
 
