@@ -300,6 +300,18 @@ public final class SparseCache implements AutoCloseable {
     }
 
     /**
+     * A writable view of {@code [off, off+len)} for a filler that holds a {@link #retain() lease}
+     * and streams bytes straight into the mapping (no intermediate buffer). Disk blocks are
+     * reserved first, as for {@link #writeAt}. Mark the range with {@link #setIsCached} once
+     * written; the view must not be used after the lease is released.
+     */
+    public MemorySegment writableView(long off, long len) throws IOException {
+        checkWrite(off, len);
+        reserve(off, len);
+        return mapping.asSlice(off, len);
+    }
+
+    /**
      * Allocates disk blocks under {@code [off, off+len)} before bytes are stored through the
      * mapping: a store into a hole on a full disk would otherwise raise SIGBUS, here it is an
      * {@code ENOSPC} error and nothing is written.

@@ -1,0 +1,204 @@
+package dev.lazyblock.chunker;
+
+import dev.lazyblock.cache.CacheClosedException;
+import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.metrics.Metrics;
+import dev.lazyblock.upstream.Upstream;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * What every chunker shares: bounds, the hit path, and single-flight sessions per chunk. A
+ * subclass says only how a chunk is fetched ({@link #newSession}).
+ *
+ * <p>The invariant that keeps a reader from missing both the bytes and the fetch: a session
+ * marks its chunk present <em>before</em> it leaves {@link #sessions}, and a reader that finds
+ * no session re-checks presence inside the map's per-key lock ({@code compute}) before it
+ * starts one. So a reader either sees the session (and joins it) or sees the chunk present.
+ */
+abstract class AbstractChunker implements Chunker {
+    static final Logger log = LoggerFactory.getLogger(Chunker.class);
+
+    /**
+     * Fetches block on storage I/O: platform daemon threads, reused. Virtual threads would pin
+     * on file reads anyway, and platform threads keep allocation accounting (ThreadMXBean) exact.
+     */
+    static final ExecutorService FETCHERS = Executors.newCachedThreadPool(
+            Thread.ofPlatform().daemon().name("lazyblock-fetch-", 0).factory());
+    /** Enforces fetch deadlines; a timed-out fetch fails its waiters from here. */
+    static final ScheduledThreadPoolExecutor WATCHDOG = new ScheduledThreadPoolExecutor(1,
+            Thread.ofPlatform().daemon().name("lazyblock-fetch-watchdog").factory());
+
+    static {
+        WATCHDOG.setRemoveOnCancelPolicy(true);
+    }
+
+    /** A reader waits this much longer than its fetch's deadline: the watchdog fails it first. */
+    private static final long READER_GRACE_NANOS = TimeUnit.SECONDS.toNanos(1);
+
+    final Upstream upstream;
+    final SparseCache cache;
+    final ChunkerOptions options;
+    final Metrics metrics;
+    final long size;
+    final int chunkSize;
+    final int blockSize;
+    /** Chunk index -> its fetch in flight. See the class comment for the invariant. */
+    final ConcurrentHashMap<Long, Session> sessions = new ConcurrentHashMap<>();
+
+    AbstractChunker(Upstream upstream, SparseCache cache, ChunkerOptions options) throws IOException {
+        this.upstream = Objects.requireNonNull(upstream, "upstream");
+        this.cache = Objects.requireNonNull(cache, "cache");
+        this.options = Objects.requireNonNull(options, "options");
+        this.metrics = options.metrics();
+        this.size = upstream.size();
+        this.chunkSize = options.chunkSize();
+        this.blockSize = cache.blockSize();
+        if (cache.size() != size) {
+            throw new IllegalArgumentException("cache size " + cache.size() + " != image size " + size + " of "
+                    + upstream.name());
+        }
+        if (chunkSize % cache.granularity() != 0) {
+            throw new IllegalArgumentException("chunk size " + chunkSize + " must be a multiple of the cache granularity "
+                    + cache.granularity());
+        }
+    }
+
+    /** A session that will fetch chunk {@code chunkIndex}; not started yet. */
+    abstract Session newSession(long chunkIndex);
+
+    @Override
+    public final long size() {
+        return size;
+    }
+
+    @Override
+    public final SparseCache cache() {
+        return cache;
+    }
+
+    @Override
+    public final MemorySegment slice(long off, long len) throws IOException {
+        long n = checkRead(off, len);
+        if (cache.isCached(off, n)) {
+            metrics.cacheHit(n);
+            return cache.sliceDirect(off, n);
+        }
+        metrics.cacheMiss(n);
+        awaitFetched(off, off + n);
+        return cache.sliceDirect(off, n);
+    }
+
+    @Override
+    public final long readAt(MemorySegment dst, long off) throws IOException {
+        MemorySegment src = slice(off, dst.byteSize());
+        MemorySegment.copy(src, 0, dst, 0, src.byteSize());
+        return src.byteSize();
+    }
+
+    @Override
+    public final int readAt(byte[] dst, int dstOff, int len, long off) throws IOException {
+        Objects.checkFromIndexSize(dstOff, len, dst.length);
+        MemorySegment src = slice(off, len);
+        MemorySegment.copy(src, ValueLayout.JAVA_BYTE, 0, dst, dstOff, (int) src.byteSize());
+        return (int) src.byteSize();
+    }
+
+    /** Joins (or starts) the fetch of every chunk under {@code [from, to)}, then waits for them. */
+    private void awaitFetched(long from, long to) throws IOException {
+        long deadline = System.nanoTime() + options.fetchTimeout().toNanos() + READER_GRACE_NANOS;
+        long first = from / chunkSize;
+        long last = (to - 1) / chunkSize;
+        if (first == last) {
+            Waiter w = join(first, from - first * chunkSize, to - first * chunkSize);
+            if (w != null) {
+                w.await(deadline);
+            }
+            return;
+        }
+        // Join every chunk before waiting on any, so their fetches run in parallel.
+        Waiter[] waiters = new Waiter[(int) (last - first + 1)];
+        try {
+            for (long c = first; c <= last; c++) {
+                long base = c * chunkSize;
+                waiters[(int) (c - first)] = join(c, Math.max(from, base) - base, Math.min(to, base + chunkSize) - base);
+            }
+            for (Waiter w : waiters) {
+                if (w != null) {
+                    w.await(deadline);
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            for (Waiter w : waiters) {
+                if (w != null) {
+                    w.session.cancel(w);
+                }
+            }
+            throw e;
+        }
+    }
+
+    /** A waiter on chunk {@code c} for {@code [relFrom, relTo)}, or null if those bytes are present. */
+    private Waiter join(long c, long relFrom, long relTo) {
+        long absFrom = c * chunkSize + relFrom;
+        Waiter[] joined = new Waiter[1];
+        Session s = sessions.compute(c, (key, current) -> {
+            if (current != null) {
+                Waiter w = current.join(relFrom, relTo);
+                if (w != null) {
+                    joined[0] = w;
+                    return current;
+                }
+                // A failed session still in the map: replace it with a fresh fetch.
+            }
+            if (cache.isCached(absFrom, relTo - relFrom)) {
+                return null; // a session completed between our miss and this lock
+            }
+            Session fresh = newSession(c);
+            joined[0] = fresh.join(relFrom, relTo);
+            return fresh;
+        });
+        if (s != null) {
+            s.kick();
+        }
+        return joined[0];
+    }
+
+    private long checkRead(long off, long len) {
+        if (len < 0) {
+            throw new IllegalArgumentException("length must be >= 0, got " + len);
+        }
+        if (off < 0 || off >= size) {
+            throw new IndexOutOfBoundsException("offset " + off + " is outside the image [0, " + size + ") of "
+                    + upstream.name());
+        }
+        return Math.min(len, size - off);
+    }
+
+    /**
+     * Closes the cache, then fails every fetch in flight so no reader waits on it. Fetch threads
+     * still writing hold cache leases, so the mapping outlives them.
+     */
+    @Override
+    public void close() {
+        cache.close();
+        CacheClosedException closed = new CacheClosedException("cache closed: chunker over " + upstream.name() + " closed");
+        for (Session s : sessions.values()) {
+            s.fail(closed);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return getClass().getSimpleName() + "[" + upstream.name() + ", " + size + " bytes, chunk " + chunkSize + "]";
+    }
+}

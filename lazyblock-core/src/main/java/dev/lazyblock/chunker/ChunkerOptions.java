@@ -1,0 +1,44 @@
+package dev.lazyblock.chunker;
+
+import dev.lazyblock.metrics.Metrics;
+import java.time.Duration;
+
+/**
+ * How a chunker fetches.
+ *
+ * @param chunkSize    bytes per remote fetch unit: a power of two, a multiple of the cache's block
+ * @param fetchTimeout a fetch that has not completed by then fails every reader waiting on it
+ * @param metrics      where reads and fetches are reported
+ */
+public record ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics) {
+    public static final int DEFAULT_CHUNK_SIZE = 4 << 20;
+    /** Above any single 4 MiB fetch from a healthy store; the NBD I/O timeout (90 s) stays above it. */
+    public static final Duration DEFAULT_FETCH_TIMEOUT = Duration.ofSeconds(60);
+
+    public static final ChunkerOptions DEFAULTS =
+            new ChunkerOptions(DEFAULT_CHUNK_SIZE, DEFAULT_FETCH_TIMEOUT, Metrics.NONE);
+
+    public ChunkerOptions {
+        if (chunkSize <= 0 || Integer.bitCount(chunkSize) != 1) {
+            throw new IllegalArgumentException("chunk size must be a power of two, got " + chunkSize);
+        }
+        if (fetchTimeout.isNegative() || fetchTimeout.isZero()) {
+            throw new IllegalArgumentException("fetch timeout must be positive, got " + fetchTimeout);
+        }
+        if (metrics == null) {
+            throw new IllegalArgumentException("metrics must not be null (use Metrics.NONE)");
+        }
+    }
+
+    public ChunkerOptions withMetrics(Metrics m) {
+        return new ChunkerOptions(chunkSize, fetchTimeout, m);
+    }
+
+    public ChunkerOptions withFetchTimeout(Duration t) {
+        return new ChunkerOptions(chunkSize, t, metrics);
+    }
+
+    public ChunkerOptions withChunkSize(int size) {
+        return new ChunkerOptions(size, fetchTimeout, metrics);
+    }
+}

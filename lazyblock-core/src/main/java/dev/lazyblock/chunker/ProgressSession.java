@@ -1,0 +1,105 @@
+package dev.lazyblock.chunker;
+
+import java.util.ArrayList;
+
+/**
+ * A session whose bytes arrive in order from the chunk's start: {@code bytesReady} only grows,
+ * and waiters, sorted by the end they need, are released from the front as it passes them.
+ * Full-fetch advances once, at the end; streaming advances batch by batch.
+ */
+abstract class ProgressSession extends Session {
+    /** Guarded by {@link #lock}. Monotonic: a multiple of the block size, or the chunk length. */
+    private long bytesReady;
+    /** Guarded by {@link #lock}. Sorted by {@link Waiter#to}, ascending. */
+    private final ArrayList<Waiter> waiters = new ArrayList<>(4);
+
+    ProgressSession(AbstractChunker chunker, long chunkIndex) {
+        super(chunker, chunkIndex);
+    }
+
+    @Override
+    final Waiter join(long relFrom, long relTo) {
+        lock.lock();
+        try {
+            if (failedLocked()) {
+                return null;
+            }
+            Waiter w = new Waiter(this, relFrom, relTo);
+            if (bytesReady >= relTo) {
+                w.release();
+                return w;
+            }
+            int i = waiters.size();
+            while (i > 0 && waiters.get(i - 1).to > relTo) {
+                i--;
+            }
+            waiters.add(i, w);
+            return w;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Publishes that {@code [0, ready)} is in the cache and releases the waiters it covers. */
+    final void advance(long ready) {
+        int released = 0;
+        lock.lock();
+        try {
+            if (endedLocked() || ready <= bytesReady) {
+                return;
+            }
+            bytesReady = ready;
+            while (!waiters.isEmpty() && waiters.getFirst().to <= ready) {
+                waiters.removeFirst().release();
+                released++;
+            }
+        } finally {
+            lock.unlock();
+        }
+        if (released > 0) {
+            chunker.metrics.waitersReleased(released);
+        }
+    }
+
+    @Override
+    final void cancel(Waiter w) {
+        lock.lock();
+        try {
+            waiters.remove(w);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    @Override
+    final void failWaiters(Throwable error) {
+        for (Waiter w : waiters) {
+            w.fail(error);
+        }
+        waiters.clear();
+    }
+
+    @Override
+    final void run() {
+        AbstractChunker.FETCHERS.execute(this::fetchGuarded);
+    }
+
+    private void fetchGuarded() {
+        try {
+            chunker.cache.retain();
+        } catch (RuntimeException e) {
+            fail(e);
+            return;
+        }
+        try {
+            fetch();
+        } catch (Throwable t) {
+            fail(t);
+        } finally {
+            chunker.cache.release();
+        }
+    }
+
+    /** Fills the chunk, calling {@link #advance} as bytes land, then {@link #complete}. */
+    abstract void fetch() throws Exception;
+}

@@ -1,0 +1,190 @@
+package dev.lazyblock.chunker;
+
+import dev.lazyblock.cache.CacheClosedException;
+import dev.lazyblock.upstream.Upstream.RangeStream;
+import dev.lazyblock.upstream.UpstreamException;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * The fetch of one chunk and the readers waiting on it. A session ends exactly once: complete
+ * (the chunk is marked present in the cache <em>before</em> the session leaves the chunker's
+ * map) or failed (every waiter still waiting gets the error, and the map forgets the session
+ * so the next reader starts over).
+ *
+ * <p>The fetch runs on the chunker's fetch threads, detached from the reader that started it
+ * (other readers share it), under a deadline of its own enforced by a watchdog, and whatever it
+ * throws ends in {@link #fail}, which releases its waiters.
+ */
+abstract class Session {
+    final AbstractChunker chunker;
+    final long chunkIndex;
+    final long chunkOff;
+    final int chunkLen;
+    final long deadlineNanos;
+
+    /** Guards the waiters, the progress of subclasses, {@link #ended} and {@link #streams}. */
+    final ReentrantLock lock = new ReentrantLock();
+    /** Guarded by {@link #lock}. Null while running; then DONE or the error. */
+    private Object ended;
+    private static final Object DONE = new Object();
+    /** Guarded by {@link #lock}: upstream streams to close if the session fails. */
+    private final List<RangeStream> streams = new ArrayList<>(2);
+
+    private final AtomicBoolean started = new AtomicBoolean();
+    private volatile ScheduledFuture<?> watchdog;
+
+    Session(AbstractChunker chunker, long chunkIndex) {
+        this.chunker = chunker;
+        this.chunkIndex = chunkIndex;
+        this.chunkOff = chunkIndex * chunker.chunkSize;
+        this.chunkLen = (int) Math.min(chunker.chunkSize, chunker.size - chunkOff);
+        this.deadlineNanos = System.nanoTime() + chunker.options.fetchTimeout().toNanos();
+    }
+
+    /**
+     * Adds a reader of {@code [relFrom, relTo)} (bytes from the chunk start). Called under the
+     * chunker map's lock for this chunk.
+     *
+     * @return the waiter (released at once if its bytes are already here), or null if this
+     *         session has failed and must be replaced
+     */
+    abstract Waiter join(long relFrom, long relTo);
+
+    /** Starts the fetch on first call; later calls may start more (see request-first). */
+    void kick() {
+        if (started.compareAndSet(false, true)) {
+            long delay = deadlineNanos - System.nanoTime();
+            watchdog = AbstractChunker.WATCHDOG.schedule(this::expire, delay, TimeUnit.NANOSECONDS);
+            run();
+        }
+    }
+
+    /** Launches the fetch work on fetch threads. */
+    abstract void run();
+
+    /** Removes a reader that stopped waiting. */
+    abstract void cancel(Waiter w);
+
+    /** Fails and clears every waiter; called under {@link #lock}. */
+    abstract void failWaiters(Throwable error);
+
+    /** Whether the session has ended (completed or failed). Call under {@link #lock}. */
+    final boolean endedLocked() {
+        return ended != null;
+    }
+
+    final boolean failedLocked() {
+        return ended != null && ended != DONE;
+    }
+
+    /**
+     * Registers a stream to close if the session fails (to unblock its reader thread).
+     *
+     * @return false if the session has already ended: the caller closes the stream itself
+     */
+    final boolean track(RangeStream s) {
+        lock.lock();
+        try {
+            if (ended != null) {
+                return false;
+            }
+            streams.add(s);
+            return true;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Ends the session successfully once every byte is in the cache: mark the chunk present,
+     * then leave the map. Subclasses have released their waiters already.
+     */
+    final void complete() {
+        lock.lock();
+        try {
+            if (ended != null) {
+                return;
+            }
+            ended = DONE;
+        } finally {
+            lock.unlock();
+        }
+        cancelWatchdog();
+        try {
+            chunker.cache.setIsCached(chunkOff, chunkLen);
+        } catch (CacheClosedException e) {
+            // Closed under us: the readers were failed by close(); nothing to mark.
+        }
+        chunker.sessions.remove(chunkIndex, this);
+    }
+
+    /** Ends the session with an error for every reader still waiting. Idempotent. */
+    final void fail(Throwable error) {
+        List<RangeStream> toClose;
+        lock.lock();
+        try {
+            if (ended != null) {
+                return;
+            }
+            ended = error;
+            // Counted before any reader hears of it, so a reader's error is always in the metrics.
+            chunker.metrics.fetchFailed(chunker.upstream.name(), error, error instanceof FetchTimeoutException);
+            failWaiters(error);
+            toClose = new ArrayList<>(streams);
+            streams.clear();
+        } finally {
+            lock.unlock();
+        }
+        cancelWatchdog();
+        for (RangeStream s : toClose) {
+            try {
+                s.close(); // unblocks a fetch thread stuck in read()
+            } catch (IOException | RuntimeException ignored) {
+                // the stream is being abandoned; its error is not the one readers need
+            }
+        }
+        chunker.sessions.remove(chunkIndex, this);
+        if (!(error instanceof CacheClosedException)) {
+            AbstractChunker.log.warn("fetch of chunk {} [{}, {}) of {} failed: {}", chunkIndex, chunkOff,
+                    chunkOff + chunkLen, chunker.upstream.name(), error.toString());
+        }
+    }
+
+    private void expire() {
+        fail(new FetchTimeoutException(chunker.upstream.name(), chunkOff, chunkLen, chunker.options.fetchTimeout()));
+    }
+
+    private void cancelWatchdog() {
+        ScheduledFuture<?> w = watchdog;
+        if (w != null) {
+            w.cancel(false);
+        }
+    }
+
+    /** A reader's own exception for the fetch's error: each reader gets a fresh one. */
+    IOException errorForReader(Throwable t) {
+        if (t instanceof FetchTimeoutException) {
+            return timeoutForReader();
+        }
+        if (t instanceof CacheClosedException c) {
+            throw new CacheClosedException(c.getMessage(), c);
+        }
+        return new UpstreamException(chunker.upstream.name(), chunkOff, chunkLen, "fetch failed: " + t.getMessage(), t);
+    }
+
+    IOException timeoutForReader() {
+        return new FetchTimeoutException(chunker.upstream.name(), chunkOff, chunkLen, chunker.options.fetchTimeout());
+    }
+
+    @Override
+    public String toString() {
+        return "fetch of chunk " + chunkIndex + " [" + chunkOff + ", " + (chunkOff + chunkLen) + ") of "
+                + chunker.upstream.name();
+    }
+}

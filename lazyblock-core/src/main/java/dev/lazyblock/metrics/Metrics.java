@@ -1,0 +1,41 @@
+package dev.lazyblock.metrics;
+
+/**
+ * What the read and fetch paths report. The core has no metrics library: the CLI binds this
+ * to Micrometer, tests and benchmarks use {@link CountingMetrics}. Implementations must be
+ * thread-safe and cheap: these are called on every read.
+ */
+public interface Metrics {
+    /** A read served entirely from the local cache. */
+    void cacheHit(long bytes);
+
+    /** A read that had to wait for (some of) its bytes to be fetched. */
+    void cacheMiss(long bytes);
+
+    /** One upstream request finished: bytes received and time from request to last byte. */
+    void remoteRead(String upstream, long bytes, long nanos);
+
+    /** A fetch failed; {@code timeout} when it was the fetch's own deadline that ended it. */
+    void fetchFailed(String upstream, Throwable cause, boolean timeout);
+
+    /** Readers released by a fetch's progress. */
+    void waitersReleased(int count);
+
+    /** Reports nothing. */
+    Metrics NONE = new Metrics() {
+        @Override
+        public void cacheHit(long bytes) {}
+
+        @Override
+        public void cacheMiss(long bytes) {}
+
+        @Override
+        public void remoteRead(String upstream, long bytes, long nanos) {}
+
+        @Override
+        public void fetchFailed(String upstream, Throwable cause, boolean timeout) {}
+
+        @Override
+        public void waitersReleased(int count) {}
+    };
+}

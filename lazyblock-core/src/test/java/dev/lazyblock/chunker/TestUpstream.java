@@ -1,0 +1,141 @@
+package dev.lazyblock.chunker;
+
+import dev.lazyblock.upstream.Upstream;
+import dev.lazyblock.upstream.UpstreamException;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.BiConsumer;
+
+/**
+ * An in-memory object with faults on demand, for the chunkers' waiter logic: random delays,
+ * failures part-way through a request, and stalls that last until {@link #unstall()}. Real
+ * protocols are tested against real servers in the upstream package.
+ */
+class TestUpstream implements Upstream {
+    final byte[] data;
+    /** Chance that a request fails (half of them after delivering some bytes). */
+    volatile double failProbability;
+    /** When > 0, every n-th request fails too, so a test is sure to see failures. */
+    volatile int failEvery;
+    private final java.util.concurrent.atomic.AtomicInteger requestCount = new java.util.concurrent.atomic.AtomicInteger();
+    /** Upper bound of a random pause before a request and between stream pieces, in µs. */
+    volatile int maxDelayMicros;
+    volatile boolean stall;
+    private final CountDownLatch unstalled = new CountDownLatch(1);
+    /** Every request as {offset, length}. */
+    final List<long[]> requests = new CopyOnWriteArrayList<>();
+    /** Called at the start of every request: tests assert invariants there. */
+    volatile BiConsumer<Long, Long> onRequest = (off, len) -> { };
+
+    TestUpstream(byte[] data) {
+        this.data = data;
+    }
+
+    void unstall() {
+        stall = false;
+        unstalled.countDown();
+    }
+
+    @Override
+    public String name() {
+        return "test://object";
+    }
+
+    @Override
+    public long size() {
+        return data.length;
+    }
+
+    private void begin(long off, long len) throws IOException {
+        if (off < 0 || len < 0 || off + len > data.length) {
+            throw new UpstreamException(name(), off, len, "range outside the object of " + data.length + " bytes");
+        }
+        requests.add(new long[] {off, len});
+        onRequest.accept(off, len);
+        pause();
+        if (stall) {
+            try {
+                // Bounded so a broken test cannot hang the build; the chunker's timeout is far shorter.
+                unstalled.await(60, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while stalled", e);
+            }
+        }
+    }
+
+    private void pause() {
+        int max = maxDelayMicros;
+        if (max > 0) {
+            LockSupport.parkNanos(ThreadLocalRandom.current().nextInt(max) * 1000L);
+        }
+    }
+
+    private boolean failNow() {
+        int every = failEvery;
+        if (every > 0 && requestCount.incrementAndGet() % every == 0) {
+            return true;
+        }
+        return ThreadLocalRandom.current().nextDouble() < failProbability;
+    }
+
+    @Override
+    public void readFully(long off, ByteBuffer dst) throws IOException {
+        int len = dst.remaining();
+        begin(off, len);
+        if (failNow()) {
+            dst.put(data, (int) off, len / 2); // part of it lands before the failure
+            throw new UpstreamException(name(), off, len, "injected failure");
+        }
+        dst.put(data, (int) off, len);
+    }
+
+    @Override
+    public RangeStream openRange(long off, long len) throws IOException {
+        begin(off, len);
+        boolean fail = failNow();
+        long failAt = fail ? ThreadLocalRandom.current().nextLong(len + 1) : -1;
+        return new RangeStream() {
+            long pos;
+            volatile boolean closed;
+
+            @Override
+            public int read(ByteBuffer dst) throws IOException {
+                if (closed) {
+                    throw new IOException("stream closed");
+                }
+                if (pos == len) {
+                    return -1;
+                }
+                if (fail && pos >= failAt) {
+                    throw new UpstreamException(name(), off, len, "injected failure mid-stream at " + pos);
+                }
+                pause();
+                int n = (int) Math.min(Math.min(dst.remaining(), len - pos),
+                        ThreadLocalRandom.current().nextInt(1, 40_000));
+                if (fail) {
+                    n = (int) Math.max(1, Math.min(n, failAt - pos));
+                }
+                dst.put(data, (int) (off + pos), n);
+                pos += n;
+                return n;
+            }
+
+            @Override
+            public void close() {
+                closed = true;
+            }
+        };
+    }
+
+    @Override
+    public void close() {
+        unstall();
+    }
+}
