@@ -1,5 +1,7 @@
 package dev.lazyblock.upstream;
 
+import java.nio.ByteBuffer;
+
 /** Argument checks shared by the upstreams: a bad range is the caller's bug, not storage's. */
 final class Ranges {
     private Ranges() {}
@@ -27,7 +29,7 @@ final class Ranges {
     static Upstream.RangeStream emptyStream() {
         return new Upstream.RangeStream() {
             @Override
-            public int read(java.nio.ByteBuffer dst) {
+            public int read(ByteBuffer dst) {
                 return -1;
             }
 
