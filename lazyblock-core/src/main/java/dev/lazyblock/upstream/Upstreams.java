@@ -1,0 +1,49 @@
+package dev.lazyblock.upstream;
+
+import java.io.IOException;
+import java.net.URI;
+import java.net.URISyntaxException;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/** Opens the upstream an image URL names. */
+public final class Upstreams {
+    private static final Pattern SCHEME = Pattern.compile("^([A-Za-z][A-Za-z0-9+.-]*)://");
+
+    private Upstreams() {}
+
+    /**
+     * A plain path or {@code file://} URL opens a {@link FileUpstream}; {@code http://} or
+     * {@code https://} an {@link HttpUpstream} with the default timeouts.
+     *
+     * @throws IllegalArgumentException for any other scheme
+     * @throws IOException              if a file cannot be opened
+     */
+    public static Upstream open(String url) throws IOException {
+        Matcher m = SCHEME.matcher(url);
+        String scheme = m.find() ? m.group(1).toLowerCase(Locale.ROOT)
+                : url.regionMatches(true, 0, "file:", 0, 5) ? "file" : null;
+        if (scheme == null) {
+            return new FileUpstream(Path.of(url));
+        }
+        return switch (scheme) {
+            case "file" -> new FileUpstream(Path.of(parse(url, scheme)));
+            case "http", "https" -> new HttpUpstream(parse(url, scheme));
+            // Only the scheme goes into the message: the rest may be a signed URL.
+            default -> throw new IllegalArgumentException("unsupported URL scheme '" + scheme
+                    + "': supported are a plain path, file://, http:// and https://");
+        };
+    }
+
+    /** Like URI.create, but the error leaves the URL out: it may be a signed one. */
+    private static URI parse(String url, String scheme) {
+        try {
+            return new URI(url);
+        } catch (URISyntaxException e) {
+            throw new IllegalArgumentException("malformed " + scheme + " URL: " + e.getReason()
+                    + " at index " + e.getIndex());
+        }
+    }
+}

@@ -1,0 +1,88 @@
+package dev.lazyblock.upstream;
+
+import java.net.URI;
+import java.nio.file.Path;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.eclipse.jetty.io.ConnectionStatistics;
+import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.server.handler.ResourceHandler;
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.resource.ResourceFactory;
+
+/**
+ * A real HTTP server on loopback serving a directory with Jetty's own ResourceHandler, which
+ * implements HEAD, Range, 206 and 416 itself. Two switches bend it for tests of our client:
+ * HEAD can be refused (as a URL signed for GET refuses it), and {@code /moved/x} redirects to
+ * {@code /x}. Neither touches how ranges are served.
+ */
+final class JettyFileServer implements AutoCloseable {
+    private final Server server = new Server();
+    private final ServerConnector connector = new ServerConnector(server);
+    private final ConnectionStatistics connections = new ConnectionStatistics();
+    private final AtomicInteger heads = new AtomicInteger();
+    private final AtomicInteger gets = new AtomicInteger();
+    private volatile boolean refuseHead;
+
+    JettyFileServer(Path root) throws Exception {
+        connector.setHost("127.0.0.1");
+        connector.setPort(0);
+        connector.addBean(connections);
+        server.addConnector(connector);
+        ResourceHandler files = new ResourceHandler();
+        files.setBaseResource(ResourceFactory.of(files).newResource(root));
+        files.setDirAllowed(false);
+        server.setHandler(new Handler.Wrapper(files) {
+            @Override
+            public boolean handle(Request request, Response response, Callback callback) throws Exception {
+                (request.getMethod().equals("HEAD") ? heads : gets).incrementAndGet();
+                if (refuseHead && request.getMethod().equals("HEAD")) {
+                    response.setStatus(403);
+                    callback.succeeded();
+                    return true;
+                }
+                String path = Request.getPathInContext(request);
+                if (path.startsWith("/moved/")) {
+                    Response.sendRedirect(request, response, callback, 302, path.substring("/moved".length()), false);
+                    return true;
+                }
+                return super.handle(request, response, callback);
+            }
+        });
+        server.start();
+    }
+
+    URI uri(String path) {
+        return URI.create("http://127.0.0.1:" + connector.getLocalPort() + path);
+    }
+
+    void refuseHead(boolean refuse) {
+        refuseHead = refuse;
+    }
+
+    int heads() {
+        return heads.get();
+    }
+
+    int gets() {
+        return gets.get();
+    }
+
+    /** Connections open now. */
+    long openConnections() {
+        return connections.getConnections();
+    }
+
+    /** Connections ever accepted. */
+    long acceptedConnections() {
+        return connections.getConnectionsTotal();
+    }
+
+    @Override
+    public void close() throws Exception {
+        server.stop();
+    }
+}
