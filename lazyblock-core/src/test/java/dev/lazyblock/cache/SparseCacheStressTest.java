@@ -1,5 +1,6 @@
 package dev.lazyblock.cache;
 
+import dev.lazyblock.testing.Seeds;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 

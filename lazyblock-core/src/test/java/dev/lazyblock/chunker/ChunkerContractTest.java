@@ -5,11 +5,11 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.lazyblock.cache.CacheClosedException;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.metrics.CountingMetrics;
+import dev.lazyblock.testing.Await;
 import dev.lazyblock.upstream.UpstreamException;
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
@@ -120,14 +120,8 @@ class ChunkerContractTest {
     }
 
     /** The rest of a chunk keeps arriving after the reader was released: wait for it, bounded. */
-    static void awaitPresent(Chunker c, long off, long len) throws InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (!c.cache().isCached(off, len)) {
-            if (System.nanoTime() > deadline) {
-                fail("chunk at " + off + " not present within 10 s");
-            }
-            Thread.sleep(1); // polling a condition with a deadline, not settling
-        }
+    static void awaitPresent(Chunker c, long off, long len) {
+        Await.until(() -> c.cache().isCached(off, len), Duration.ofSeconds(10), () -> "chunk at " + off + " present");
     }
 
     @ParameterizedTest

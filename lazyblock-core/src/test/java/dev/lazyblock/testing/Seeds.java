@@ -1,12 +1,15 @@
-package dev.lazyblock.cache;
+package dev.lazyblock.testing;
 
 import java.util.stream.LongStream;
 
-/** Seeds for randomized tests: fixed, so a failure replays; override with -Dlazyblock.seed=N. */
-final class Seeds {
+/**
+ * Seeds for randomized tests: fixed, so a failure replays; override with -Dlazyblock.seed=N.
+ * Shared by every package's randomized tests.
+ */
+public final class Seeds {
     private Seeds() {}
 
-    static LongStream seeds(int count) {
+    public static LongStream seeds(int count) {
         String fixed = System.getProperty("lazyblock.seed");
         if (fixed != null) {
             return LongStream.of(Long.parseLong(fixed));
@@ -15,17 +18,16 @@ final class Seeds {
     }
 
     /** Runs {@code body}, and on failure says which seed replays it. */
-    static void replayable(long seed, ThrowingRunnable body) throws Exception {
+    public static void replayable(long seed, ThrowingRunnable body) throws Exception {
         try {
             body.run();
         } catch (AssertionError | RuntimeException e) {
-            AssertionError wrapped = new AssertionError("failed with seed " + seed
+            throw new AssertionError("failed with seed " + seed
                     + " (replay: -Dlazyblock.seed=" + seed + "): " + e.getMessage(), e);
-            throw wrapped;
         }
     }
 
-    interface ThrowingRunnable {
+    public interface ThrowingRunnable {
         void run() throws Exception;
     }
 }

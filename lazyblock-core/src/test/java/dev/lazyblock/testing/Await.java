@@ -1,4 +1,4 @@
-package dev.lazyblock.upstream;
+package dev.lazyblock.testing;
 
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -8,10 +8,10 @@ import java.util.function.BooleanSupplier;
 import java.util.function.Supplier;
 
 /** A bounded wait for a condition another party makes true, polled every few milliseconds. */
-final class Await {
+public final class Await {
     private Await() {}
 
-    static void until(BooleanSupplier condition, Duration limit, Supplier<String> what) {
+    public static void until(BooleanSupplier condition, Duration limit, Supplier<String> what) {
         long deadline = System.nanoTime() + limit.toNanos();
         while (!condition.getAsBoolean()) {
             if (System.nanoTime() - deadline > 0) {
