@@ -1,5 +1,6 @@
 package dev.lazyblock.upstream;
 
+import dev.lazyblock.testing.JettyFileServer;
 import dev.lazyblock.testing.Await;
 import dev.lazyblock.testing.Seeds;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;

@@ -1,4 +1,4 @@
-package dev.lazyblock.upstream;
+package dev.lazyblock.testing;
 
 import java.net.URI;
 import java.nio.file.Path;
@@ -19,7 +19,7 @@ import org.eclipse.jetty.util.resource.ResourceFactory;
  * HEAD can be refused (as a URL signed for GET refuses it), and {@code /moved/x} redirects to
  * {@code /x}. Neither touches how ranges are served.
  */
-final class JettyFileServer implements AutoCloseable {
+public final class JettyFileServer implements AutoCloseable {
     private final Server server = new Server();
     private final ServerConnector connector = new ServerConnector(server);
     private final ConnectionStatistics connections = new ConnectionStatistics();
@@ -27,7 +27,7 @@ final class JettyFileServer implements AutoCloseable {
     private final AtomicInteger gets = new AtomicInteger();
     private volatile boolean refuseHead;
 
-    JettyFileServer(Path root) throws Exception {
+    public JettyFileServer(Path root) throws Exception {
         connector.setHost("127.0.0.1");
         connector.setPort(0);
         connector.addBean(connections);
@@ -55,29 +55,29 @@ final class JettyFileServer implements AutoCloseable {
         server.start();
     }
 
-    URI uri(String path) {
+    public URI uri(String path) {
         return URI.create("http://127.0.0.1:" + connector.getLocalPort() + path);
     }
 
-    void refuseHead(boolean refuse) {
+    public void refuseHead(boolean refuse) {
         refuseHead = refuse;
     }
 
-    int heads() {
+    public int heads() {
         return heads.get();
     }
 
-    int gets() {
+    public int gets() {
         return gets.get();
     }
 
     /** Connections open now. */
-    long openConnections() {
+    public long openConnections() {
         return connections.getConnections();
     }
 
     /** Connections ever accepted. */
-    long acceptedConnections() {
+    public long acceptedConnections() {
         return connections.getConnectionsTotal();
     }
 
