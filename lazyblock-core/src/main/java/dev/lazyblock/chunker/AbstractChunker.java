@@ -5,7 +5,12 @@ import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.metrics.Metrics;
 import dev.lazyblock.upstream.Upstream;
 import java.io.IOException;
+import dev.lazyblock.upstream.Upstream.RangeStream;
+import dev.lazyblock.upstream.UpstreamException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.util.function.LongConsumer;
 import java.lang.foreign.ValueLayout;
 import java.util.Objects;
 import java.util.concurrent.ConcurrentHashMap;
@@ -42,6 +47,17 @@ abstract class AbstractChunker implements Chunker {
         WATCHDOG.setRemoveOnCancelPolicy(true);
     }
 
+    /** A stream lands in the cache in batches of at least max(block, this). */
+    static final int MIN_BATCH = 16 << 10;
+    /** Bytes a stream may stage before writing them to the cache. */
+    private static final int STREAM_STAGE = 256 << 10;
+    /**
+     * Per fetch thread: native memory where fetched bytes land before one pwrite puts them in
+     * the cache. Grows to the largest whole-range request the thread has made (a chunk at most);
+     * fetch threads are few and long-lived, so this is allocated once, not per fetch.
+     */
+    private static final ThreadLocal<MemorySegment[]> STAGING = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+
     /** A reader waits this much longer than its fetch's deadline: the watchdog fails it first. */
     private static final long READER_GRACE_NANOS = TimeUnit.SECONDS.toNanos(1);
 
@@ -71,6 +87,55 @@ abstract class AbstractChunker implements Chunker {
             throw new IllegalArgumentException("chunk size " + chunkSize + " must be a multiple of the cache granularity "
                     + cache.granularity());
         }
+    }
+
+    private static MemorySegment staging(long len) {
+        MemorySegment[] holder = STAGING.get();
+        if (holder[0] == null || holder[0].byteSize() < len) {
+            holder[0] = Arena.ofAuto().allocate(len, 4096);
+        }
+        return holder[0].asSlice(0, len);
+    }
+
+    /** One whole-range request: {@code [off, off+len)} of the image into the cache. */
+    final void fetchWhole(long off, int len) throws IOException {
+        MemorySegment stage = staging(len);
+        long t0 = System.nanoTime();
+        upstream.readFully(off, stage.asByteBuffer());
+        metrics.remoteRead(upstream.name(), len, System.nanoTime() - t0);
+        cache.writeAt(stage, off);
+    }
+
+    /**
+     * One range stream of {@code [off, off+len)} into the cache, in batches of at least
+     * max(block, 16 KiB); after each batch is in the cache, {@code landed} gets the bytes
+     * written so far. Returns early, fetching nothing, if the session has already ended.
+     */
+    final void fetchStream(Session session, long off, int len, LongConsumer landed) throws IOException {
+        int batch = Math.max(blockSize, MIN_BATCH);
+        MemorySegment stage = staging(Math.min(STREAM_STAGE, len));
+        ByteBuffer buf = stage.asByteBuffer();
+        long t0 = System.nanoTime();
+        try (RangeStream in = upstream.openRange(off, len)) {
+            if (!session.track(in)) {
+                return;
+            }
+            long written = 0;
+            while (written < len) {
+                buf.clear().limit((int) Math.min(buf.capacity(), len - written));
+                int want = Math.min(batch, buf.limit());
+                while (buf.position() < want) {
+                    if (in.read(buf) < 0) {
+                        throw new UpstreamException(upstream.name(), off, len, "short read: the stream ended after "
+                                + (written + buf.position()) + " of " + len + " bytes");
+                    }
+                }
+                cache.writeAt(stage, 0, buf.position(), off + written);
+                written += buf.position();
+                landed.accept(written);
+            }
+        }
+        metrics.remoteRead(upstream.name(), len, System.nanoTime() - t0);
     }
 
     /** A session that will fetch chunk {@code chunkIndex}; not started yet. */

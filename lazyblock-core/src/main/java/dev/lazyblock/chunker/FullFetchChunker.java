@@ -3,7 +3,6 @@ package dev.lazyblock.chunker;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.upstream.Upstream;
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
 
 /**
  * Fetches every chunk a miss touches whole, with one request per chunk, one fetch per chunk in
@@ -20,10 +19,7 @@ public final class FullFetchChunker extends AbstractChunker {
         return new ProgressSession(this, chunkIndex) {
             @Override
             void fetch() throws IOException {
-                MemorySegment view = cache.writableView(chunkOff, chunkLen);
-                long t0 = System.nanoTime();
-                upstream.readFully(chunkOff, view.asByteBuffer());
-                metrics.remoteRead(upstream.name(), chunkLen, System.nanoTime() - t0);
+                fetchWhole(chunkOff, chunkLen);
                 advance(chunkLen);
                 complete();
             }

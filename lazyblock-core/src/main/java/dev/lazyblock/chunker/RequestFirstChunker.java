@@ -2,10 +2,7 @@ package dev.lazyblock.chunker;
 
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.upstream.Upstream;
-import dev.lazyblock.upstream.Upstream.RangeStream;
-import dev.lazyblock.upstream.UpstreamException;
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.util.ArrayList;
 
 /**
@@ -189,54 +186,20 @@ public final class RequestFirstChunker extends AbstractChunker {
 
         /** One whole-range request for blocks [from, to). */
         private void priority(long from, long to) throws IOException {
-            long off = chunkOff + byteOf(from);
-            int len = (int) (byteOf(to) - byteOf(from));
-            ByteBuffer dst = chunker.cache.writableView(off, len).asByteBuffer();
-            long t0 = System.nanoTime();
-            chunker.upstream.readFully(off, dst);
-            chunker.metrics.remoteRead(chunker.upstream.name(), len, System.nanoTime() - t0);
+            chunker.fetchWhole(chunkOff + byteOf(from), (int) (byteOf(to) - byteOf(from)));
             publish(from, to, -1);
         }
 
-        /** Streams blocks [from, to), publishing batch by batch. */
+        /** Streams blocks [from, to), publishing the whole blocks of each batch as it lands. */
         private void stream(int which, long from, long to) throws IOException {
-            long off = chunkOff + byteOf(from);
-            int len = (int) (byteOf(to) - byteOf(from));
-            ByteBuffer dst = chunker.cache.writableView(off, len).asByteBuffer();
-            int batch = Math.max(blockSize, StreamingChunker.MIN_BATCH);
-            long t0 = System.nanoTime();
-            try (RangeStream in = chunker.upstream.openRange(off, len)) {
-                if (!track(in)) {
-                    return;
+            long[] published = {from};
+            chunker.fetchStream(this, chunkOff + byteOf(from), (int) (byteOf(to) - byteOf(from)), written -> {
+                long at = chunkOff + byteOf(from) + written == chunkOff + byteOf(to) ? to : from + written / blockSize;
+                if (at > published[0]) {
+                    publish(published[0], at, which);
+                    published[0] = at;
                 }
-                long published = from;
-                while (dst.hasRemaining()) {
-                    if (in.read(dst) < 0) {
-                        throw new UpstreamException(chunker.upstream.name(), off, len,
-                                "short read: the stream ended after " + dst.position() + " of " + len + " bytes");
-                    }
-                    int pos = dst.position();
-                    long at = pos == len ? to : from + pos / blockSize; // whole blocks landed
-                    if (at > published && (pos == len || (at - published) * blockSize >= batch)) {
-                        publish(published, at, which);
-                        published = at;
-                    } else if (published == from) {
-                        markFlowing(which, from);
-                    }
-                }
-            }
-            chunker.metrics.remoteRead(chunker.upstream.name(), len, System.nanoTime() - t0);
-        }
-
-        private void markFlowing(int which, long next) {
-            lock.lock();
-            try {
-                if (streamNext[which] < 0) {
-                    streamNext[which] = next;
-                }
-            } finally {
-                lock.unlock();
-            }
+            });
         }
 
         /** Blocks [from, to) are in the cache: release who can go, complete when all are. */

@@ -39,8 +39,6 @@ public final class Libc {
     public static final int MAP_SHARED = 1;
     public static final int MAP_NORESERVE = 0x4000;
 
-    public static final int FALLOC_FL_KEEP_SIZE = 1;
-
     public static final int EINTR = 4;
     public static final int EIO = 5;
     public static final int EAGAIN = 11;
@@ -75,12 +73,11 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
     private static final MethodHandle FSTAT = downcall("fstat",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
-    private static final MethodHandle FALLOCATE = downcall("fallocate",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
     private static final MethodHandle COPY_FILE_RANGE = downcall("copy_file_range",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    /** The buffer goes as a raw address (a long: same register class as a pointer), so no segment is made per call. */
     private static final MethodHandle PWRITE = downcall("pwrite",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
     private static final MethodHandle STRERROR = LINKER.downcallHandle(LIBC.find("strerror").orElseThrow(),
             FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
@@ -90,8 +87,16 @@ public final class Libc {
      */
     private static final long OFFS_AT = (CAPTURE.byteSize() + 7) & ~7L;
     private static final long STAT_AT = OFFS_AT + 16;
-    private static final ThreadLocal<MemorySegment> SCRATCH =
-            ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(STAT_AT + STAT_SIZE, 8));
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+    /** One thread's pre-sliced scratch memory, so a call makes no segment objects. */
+    private static final class Scratch {
+        final MemorySegment all = Arena.ofAuto().allocate(STAT_AT + STAT_SIZE, 8);
+        final MemorySegment capture = all.asSlice(0, CAPTURE.byteSize());
+        final MemorySegment inOff = all.asSlice(OFFS_AT, 8);
+        final MemorySegment outOff = all.asSlice(OFFS_AT + 8, 8);
+        final MemorySegment stat = all.asSlice(STAT_AT, STAT_SIZE);
+    }
 
     private Libc() {}
 
@@ -104,12 +109,12 @@ public final class Libc {
         return LINKER.downcallHandle(symbol, fd, options);
     }
 
-    private static MemorySegment capture(MemorySegment scratch) {
-        return scratch.asSlice(0, CAPTURE.byteSize());
+    private static MemorySegment capture(Scratch scratch) {
+        return scratch.capture;
     }
 
-    private static int errno(MemorySegment scratch) {
-        return (int) ERRNO.get(scratch, 0L);
+    private static int errno(Scratch scratch) {
+        return (int) ERRNO.get(scratch.capture, 0L);
     }
 
     /** The C library's message for an errno value. */
@@ -123,7 +128,7 @@ public final class Libc {
     }
 
     public static int open(String path, int flags, int mode) throws ErrnoException {
-        MemorySegment scratch = SCRATCH.get();
+        Scratch scratch = SCRATCH.get();
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment cpath = arena.allocateFrom(path, StandardCharsets.UTF_8);
             int fd = (int) OPEN.invokeExact(capture(scratch), cpath, flags, mode);
@@ -139,7 +144,7 @@ public final class Libc {
     }
 
     public static void close(int fd) throws ErrnoException {
-        MemorySegment scratch = SCRATCH.get();
+        Scratch scratch = SCRATCH.get();
         int rc;
         try {
             rc = (int) CLOSE.invokeExact(capture(scratch), fd);
@@ -152,7 +157,7 @@ public final class Libc {
     }
 
     public static void ftruncate(int fd, long length) throws ErrnoException {
-        MemorySegment scratch = SCRATCH.get();
+        Scratch scratch = SCRATCH.get();
         int rc;
         try {
             rc = (int) FTRUNCATE.invokeExact(capture(scratch), fd, length);
@@ -166,7 +171,7 @@ public final class Libc {
 
     /** Maps {@code length} bytes of {@code fd} shared, read-write; returns the raw address. */
     public static long mmapShared(int fd, long length) throws ErrnoException {
-        MemorySegment scratch = SCRATCH.get();
+        Scratch scratch = SCRATCH.get();
         MemorySegment addr;
         try {
             addr = (MemorySegment) MMAP.invokeExact(capture(scratch), MemorySegment.NULL, length,
@@ -181,7 +186,7 @@ public final class Libc {
     }
 
     public static void munmap(long address, long length) throws ErrnoException {
-        MemorySegment scratch = SCRATCH.get();
+        Scratch scratch = SCRATCH.get();
         int rc;
         try {
             rc = (int) MUNMAP.invokeExact(capture(scratch), MemorySegment.ofAddress(address), length);
@@ -197,8 +202,8 @@ public final class Libc {
     public record Stat(long size, long allocatedBytes) {}
 
     public static Stat fstat(int fd) throws ErrnoException {
-        MemorySegment scratch = SCRATCH.get();
-        MemorySegment buf = scratch.asSlice(STAT_AT, STAT_SIZE);
+        Scratch scratch = SCRATCH.get();
+        MemorySegment buf = scratch.stat;
         int rc;
         try {
             rc = (int) FSTAT.invokeExact(capture(scratch), fd, buf);
@@ -211,31 +216,18 @@ public final class Libc {
         return new Stat(buf.get(JAVA_LONG, ST_SIZE_OFFSET), buf.get(JAVA_LONG, ST_BLOCKS_OFFSET) * 512);
     }
 
-    /** Returns 0 on success or the errno: callers decide whether EOPNOTSUPP matters. */
-    public static int fallocate(int fd, int mode, long offset, long length) {
-        MemorySegment scratch = SCRATCH.get();
-        int rc;
-        try {
-            rc = (int) FALLOCATE.invokeExact(capture(scratch), fd, mode, offset, length);
-        } catch (Throwable t) {
-            throw new AssertionError(t);
-        }
-        return rc == 0 ? 0 : errno(scratch);
-    }
-
     /**
      * One copy_file_range call from {@code inOff} to {@code outOff}. Returns the bytes copied
      * (0 at end of input) or {@code -errno}.
      */
     public static long copyFileRange(int fdIn, long inOff, int fdOut, long outOff, long length) {
-        MemorySegment scratch = SCRATCH.get();
-        MemorySegment offs = scratch.asSlice(OFFS_AT, 16);
-        offs.set(JAVA_LONG, 0, inOff);
-        offs.set(JAVA_LONG, 8, outOff);
+        Scratch scratch = SCRATCH.get();
+        scratch.inOff.set(JAVA_LONG, 0, inOff);
+        scratch.outOff.set(JAVA_LONG, 0, outOff);
         long n;
         try {
-            n = (long) COPY_FILE_RANGE.invokeExact(capture(scratch), fdIn, offs.asSlice(0, 8), fdOut,
-                    offs.asSlice(8, 8), length, 0);
+            n = (long) COPY_FILE_RANGE.invokeExact(capture(scratch), fdIn, scratch.inOff, fdOut,
+                    scratch.outOff, length, 0);
         } catch (Throwable t) {
             throw new AssertionError(t);
         }
@@ -244,10 +236,10 @@ public final class Libc {
 
     /** One pwrite call from native memory. Returns the bytes written or {@code -errno}. */
     public static long pwrite(int fd, long address, long length, long offset) {
-        MemorySegment scratch = SCRATCH.get();
+        Scratch scratch = SCRATCH.get();
         long n;
         try {
-            n = (long) PWRITE.invokeExact(capture(scratch), fd, MemorySegment.ofAddress(address), length, offset);
+            n = (long) PWRITE.invokeExact(capture(scratch), fd, address, length, offset);
         } catch (Throwable t) {
             throw new AssertionError(t);
         }

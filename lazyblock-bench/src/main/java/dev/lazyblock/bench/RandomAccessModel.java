@@ -1,0 +1,125 @@
+package dev.lazyblock.bench;
+
+import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.chunker.ChunkerKind;
+import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.upstream.SimulatedUpstream;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+import java.util.SplittableRandom;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The reference's BenchmarkRandomAccess, replayed: a 4 MiB image (one chunk), 4 KiB blocks, a
+ * fresh chunker over a fresh cache per iteration, 3 concurrent readers each
+ * {@code slice(randomBlock * 4096, 4096)}, offsets drawn once from a fixed seed and shared by
+ * every variant, behind the simulated GCS or NFS model.
+ */
+public final class RandomAccessModel implements AutoCloseable {
+    public static final int IMAGE = 4 << 20;
+    public static final int BLOCK = 4096;
+    public static final int READERS = 3;
+    public static final long SEED = 42;
+
+    private final byte[] image = new byte[IMAGE];
+    private final Path dir;
+    private final ExecutorService readers = Executors.newFixedThreadPool(READERS,
+            Thread.ofPlatform().daemon().name("bench-reader-", 0).factory());
+    private final CyclicBarrier start = new CyclicBarrier(READERS);
+
+    /** What one variant measured. Times in µs per reader; bytes per iteration (3 reads). */
+    public record Result(String backend, ChunkerKind kind, int iterations, double avgMicros, double worstMicros,
+                         double bytesPerIteration, double requestsPerIteration) {}
+
+    public RandomAccessModel(Path dir) {
+        this.dir = dir;
+        new SplittableRandom(SEED).nextBytes(image);
+    }
+
+    /** Block offsets for each iteration's readers, the same for every variant. */
+    public static long[][] offsets(int iterations) {
+        SplittableRandom rnd = new SplittableRandom(SEED);
+        long[][] offs = new long[iterations][READERS];
+        for (long[] it : offs) {
+            for (int r = 0; r < READERS; r++) {
+                it[r] = (long) rnd.nextInt(IMAGE / BLOCK) * BLOCK;
+            }
+        }
+        return offs;
+    }
+
+    /** The model's 4 MiB image behind the backend's latency model. */
+    public SimulatedUpstream upstream(String backend) {
+        return new SimulatedUpstream(image, Reference.model(backend));
+    }
+
+    public Result run(String backend, ChunkerKind kind, int warmup, int iterations) throws Exception {
+        long[][] offs = offsets(warmup + iterations);
+        try (SimulatedUpstream up = upstream(backend)) {
+            double sum = 0;
+            double worst = 0;
+            long bytes = 0;
+            for (int i = 0; i < warmup + iterations; i++) {
+                if (i == warmup) {
+                    up.resetCounters();
+                }
+                long alloc0 = Allocation.totalBytes();
+                long[] micros = iteration(up, kind, offs[i], i);
+                long alloc = Allocation.totalBytes() - alloc0;
+                if (i >= warmup) {
+                    for (long m : micros) {
+                        sum += m;
+                        worst = Math.max(worst, m);
+                    }
+                    bytes += alloc;
+                }
+            }
+            return new Result(backend, kind, iterations, sum / (iterations * READERS), worst,
+                    (double) bytes / iterations, (double) up.requestCount() / iterations);
+        }
+    }
+
+    /** One iteration: a fresh chunker, three readers released together; their latencies in µs. */
+    public long[] iteration(SimulatedUpstream up, ChunkerKind kind, long[] offs, int i) throws Exception {
+        SparseCache cache = SparseCache.create(dir.resolve("random-access-" + i), IMAGE);
+        try (Chunker chunker = kind.create(up, cache, ChunkerOptions.DEFAULTS)) {
+            @SuppressWarnings("unchecked")
+            Future<Long>[] fs = new Future[READERS];
+            for (int r = 0; r < READERS; r++) {
+                long off = offs[r];
+                fs[r] = readers.submit(() -> {
+                    start.await();
+                    long t0 = System.nanoTime();
+                    MemorySegment s = chunker.slice(off, BLOCK);
+                    long t = System.nanoTime() - t0;
+                    verify(s, off);
+                    return t / 1000;
+                });
+            }
+            long[] micros = new long[READERS];
+            for (int r = 0; r < READERS; r++) {
+                micros[r] = fs[r].get(2, TimeUnit.MINUTES);
+            }
+            return micros;
+        }
+    }
+
+    private void verify(MemorySegment s, long off) throws IOException {
+        if (s.byteSize() != BLOCK || s.get(ValueLayout.JAVA_BYTE, 0) != image[(int) off]
+                || s.get(ValueLayout.JAVA_BYTE, BLOCK - 1) != image[(int) off + BLOCK - 1]) {
+            throw new IOException("wrong bytes at " + off);
+        }
+    }
+
+    @Override
+    public void close() {
+        readers.shutdownNow();
+    }
+}

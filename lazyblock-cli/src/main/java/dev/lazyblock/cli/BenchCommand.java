@@ -1,0 +1,111 @@
+package dev.lazyblock.cli;
+
+import dev.lazyblock.bench.RandomAccessModel;
+import dev.lazyblock.bench.Reference;
+import dev.lazyblock.bench.ScaleModel;
+import dev.lazyblock.chunker.ChunkerKind;
+import dev.lazyblock.upstream.SimulatedUpstream.LatencyModel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** The benchmark model of the design brief, printed beside the reference's published figures. */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = {"Replays the reference's BenchmarkRandomAccess (GCS and NFS models x every chunker)",
+                "and a scale run, and prints our figures beside the reference's and the model's limit."},
+        footer = {"", "Examples:", "  lazyblock bench", "  lazyblock bench --only random --iterations 100",
+                "  lazyblock bench --only scale --scale-image-gib 4 --scale-reads 2000"})
+final class BenchCommand implements Callable<Integer> {
+    @Option(names = "--only", defaultValue = "all", description = "random, scale or all (default ${DEFAULT-VALUE}).")
+    String only;
+
+    @Option(names = "--iterations", defaultValue = "40", description = "Measured iterations per variant (default ${DEFAULT-VALUE}).")
+    int iterations;
+
+    @Option(names = "--warmup", defaultValue = "10", description = "Unmeasured iterations first (default ${DEFAULT-VALUE}).")
+    int warmup;
+
+    @Option(names = "--scale-image-gib", defaultValue = "16", description = "Scale run image size (default ${DEFAULT-VALUE}).")
+    long scaleGib;
+
+    @Option(names = "--scale-reads", defaultValue = "10000", description = "Scale run reads (default ${DEFAULT-VALUE}).")
+    int scaleReads;
+
+    @Option(names = "--scale-threads", defaultValue = "8", description = "Scale run reader threads (default ${DEFAULT-VALUE}).")
+    int scaleThreads;
+
+    @Option(names = "--dir", description = "Where cache files go (default: the temp directory).")
+    Path dir;
+
+    @Override
+    public Integer call() throws Exception {
+        if (!List.of("all", "random", "scale").contains(only)) {
+            System.err.println("--only must be random, scale or all, not " + only);
+            return 2;
+        }
+        Path work = Files.createTempDirectory(dir == null ? Path.of(System.getProperty("java.io.tmpdir")) : dir, "lazyblock-bench");
+        try {
+            if (!only.equals("scale")) {
+                randomAccess(work);
+            }
+            if (!only.equals("random")) {
+                scale(work);
+            }
+        } finally {
+            Files.deleteIfExists(work);
+        }
+        return 0;
+    }
+
+    private void randomAccess(Path work) throws Exception {
+        System.out.printf("BenchmarkRandomAccess model: %d MiB image, %d KiB blocks, %d concurrent readers, fresh chunker%n"
+                        + "per iteration, %d iterations (+%d warm-up) per variant, offsets from seed %d.%n"
+                        + "Times are µs per reader; ratio = ours / reference (< 1 is faster); limit = TTFB + 4 KiB / bandwidth.%n"
+                        + "B/iter = heap bytes allocated by all threads per iteration (3 reads, chunker and cache setup included).%n%n",
+                RandomAccessModel.IMAGE >> 20, RandomAccessModel.BLOCK >> 10, RandomAccessModel.READERS,
+                iterations, warmup, RandomAccessModel.SEED);
+        String head = String.format("%-4s %-14s %9s %9s %9s %6s %9s %8s %8s %8s %8s",
+                "", "chunker", "avg µs", "worst µs", "ref avg", "ratio", "limit µs", "x limit", "B/iter", "ref B/op", "req/iter");
+        System.out.println(head);
+        System.out.println("-".repeat(head.length()));
+        try (RandomAccessModel model = new RandomAccessModel(work)) {
+            for (String backend : List.of("GCS", "NFS")) {
+                LatencyModel lm = Reference.model(backend);
+                double limit = Reference.limitMicros(lm, RandomAccessModel.BLOCK);
+                for (ChunkerKind kind : List.of(ChunkerKind.STREAMING, ChunkerKind.FULL_FETCH, ChunkerKind.REQUEST_FIRST)) {
+                    RandomAccessModel.Result r = model.run(backend, kind, warmup, iterations);
+                    long ref = Reference.avgMicros(backend, kind);
+                    long refBytes = Reference.bytesPerOp(backend, kind);
+                    System.out.printf("%-4s %-14s %,9.0f %,9.0f %9s %6s %,9.0f %8.2f %,8.0f %8s %8.1f%n", backend, kind.label(),
+                            r.avgMicros(), r.worstMicros(), ref < 0 ? "-" : String.format("%,d", ref),
+                            ref < 0 ? "-" : String.format("%.2f", r.avgMicros() / ref), limit, r.avgMicros() / limit,
+                            r.bytesPerIteration(), refBytes < 0 ? "-" : String.format("%,d", refBytes),
+                            r.requestsPerIteration());
+                }
+            }
+        }
+        System.out.println();
+    }
+
+    private void scale(Path work) throws Exception {
+        long image = scaleGib << 30;
+        System.out.printf("Scale: %d GiB image, %,d random 4 KiB reads from %d threads, NFS model (1 ms + 500 MB/s),%n"
+                + "one chunker per variant over a fresh 4 KiB-granularity cache. Times are µs per read.%n%n",
+                scaleGib, scaleReads, scaleThreads);
+        String head = String.format("%-14s %7s %8s %8s %8s %8s %12s %10s %12s %8s %10s",
+                "chunker", "wall s", "avg µs", "p50 µs", "p99 µs", "B/read", "map bytes", "blocks", "file bytes",
+                "requests", "remote MiB");
+        System.out.println(head);
+        System.out.println("-".repeat(head.length()));
+        for (ChunkerKind kind : List.of(ChunkerKind.FULL_FETCH, ChunkerKind.STREAMING, ChunkerKind.REQUEST_FIRST)) {
+            ScaleModel.Result r = ScaleModel.run(work, LatencyModel.NFS, kind, image, scaleReads, scaleThreads);
+            System.out.printf("%-14s %7.1f %,8.0f %,8.0f %,8.0f %,8.0f %,12d %,10d %,12d %,8d %,10d%n", kind.label(),
+                    r.wallSeconds(), r.avgMicros(), r.p50Micros(), r.p99Micros(), r.bytesPerRead(), r.presenceMapBytes(),
+                    r.presentBlocks(), r.cacheFileBytes(), r.remoteRequests(), r.remoteBytes() >> 20);
+        }
+        System.out.println();
+    }
+}
