@@ -34,9 +34,14 @@ public final class RandomAccessModel implements AutoCloseable {
             Thread.ofPlatform().daemon().name("bench-reader-", 0).factory());
     private final CyclicBarrier start = new CyclicBarrier(READERS);
 
-    /** What one variant measured. Times in µs per reader; bytes per iteration (3 reads). */
+    /**
+     * What one variant measured. Times in µs per reader. Bytes are heap allocated by all threads
+     * per iteration: {@code setupBytes} to create the cache and chunker, {@code readBytes} from
+     * the readers' start until the chunker is closed (3 reads, the fetch, and the harness's own
+     * task hand-off).
+     */
     public record Result(String backend, ChunkerKind kind, int iterations, double avgMicros, double worstMicros,
-                         double bytesPerIteration, double requestsPerIteration) {}
+                         double setupBytes, double readBytes, double requestsPerIteration) {}
 
     public RandomAccessModel(Path dir) {
         this.dir = dir;
@@ -65,31 +70,40 @@ public final class RandomAccessModel implements AutoCloseable {
         try (SimulatedUpstream up = upstream(backend)) {
             double sum = 0;
             double worst = 0;
-            long bytes = 0;
+            long setup = 0;
+            long reads = 0;
+            long[] alloc = new long[2];
             for (int i = 0; i < warmup + iterations; i++) {
                 if (i == warmup) {
                     up.resetCounters();
                 }
-                long alloc0 = Allocation.totalBytes();
-                long[] micros = iteration(up, kind, offs[i], i);
-                long alloc = Allocation.totalBytes() - alloc0;
+                long[] micros = iteration(up, kind, offs[i], i, alloc);
                 if (i >= warmup) {
                     for (long m : micros) {
                         sum += m;
                         worst = Math.max(worst, m);
                     }
-                    bytes += alloc;
+                    setup += alloc[0];
+                    reads += alloc[1];
                 }
             }
             return new Result(backend, kind, iterations, sum / (iterations * READERS), worst,
-                    (double) bytes / iterations, (double) up.requestCount() / iterations);
+                    (double) setup / iterations, (double) reads / iterations, (double) up.requestCount() / iterations);
         }
     }
 
     /** One iteration: a fresh chunker, three readers released together; their latencies in µs. */
     public long[] iteration(SimulatedUpstream up, ChunkerKind kind, long[] offs, int i) throws Exception {
+        return iteration(up, kind, offs, i, new long[2]);
+    }
+
+    /** One iteration; {@code alloc} receives the bytes allocated by setup and by the reads. */
+    private long[] iteration(SimulatedUpstream up, ChunkerKind kind, long[] offs, int i, long[] alloc) throws Exception {
+        long a0 = Allocation.totalBytes();
         SparseCache cache = SparseCache.create(dir.resolve("random-access-" + i), IMAGE);
-        try (Chunker chunker = kind.create(up, cache, ChunkerOptions.DEFAULTS)) {
+        Chunker chunker = kind.create(up, cache, ChunkerOptions.DEFAULTS);
+        long a1 = Allocation.totalBytes();
+        try (chunker) {
             @SuppressWarnings("unchecked")
             Future<Long>[] fs = new Future[READERS];
             for (int r = 0; r < READERS; r++) {
@@ -108,6 +122,28 @@ public final class RandomAccessModel implements AutoCloseable {
                 micros[r] = fs[r].get(2, TimeUnit.MINUTES);
             }
             return micros;
+        } finally {
+            alloc[0] = a1 - a0;
+            alloc[1] = Allocation.totalBytes() - a1;
+        }
+    }
+
+    /**
+     * The model's floor as this machine's timers deliver it: the average latency of a bare
+     * 4 KiB whole-range read of the simulated upstream, with no chunker. The model's sleeps
+     * overshoot by what the OS timer slack and wake-up take.
+     */
+    public double floorMicros(String backend, int samples) throws IOException {
+        try (SimulatedUpstream up = upstream(backend)) {
+            java.nio.ByteBuffer dst = java.nio.ByteBuffer.allocateDirect(BLOCK);
+            long total = 0;
+            for (int i = 0; i < samples; i++) {
+                dst.clear();
+                long t0 = System.nanoTime();
+                up.readFully((long) i * BLOCK, dst);
+                total += System.nanoTime() - t0;
+            }
+            return total / 1000.0 / samples;
         }
     }
 

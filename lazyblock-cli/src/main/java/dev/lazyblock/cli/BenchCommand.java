@@ -63,27 +63,31 @@ final class BenchCommand implements Callable<Integer> {
     private void randomAccess(Path work) throws Exception {
         System.out.printf("BenchmarkRandomAccess model: %d MiB image, %d KiB blocks, %d concurrent readers, fresh chunker%n"
                         + "per iteration, %d iterations (+%d warm-up) per variant, offsets from seed %d.%n"
-                        + "Times are µs per reader; ratio = ours / reference (< 1 is faster); limit = TTFB + 4 KiB / bandwidth.%n"
-                        + "B/iter = heap bytes allocated by all threads per iteration (3 reads, chunker and cache setup included).%n%n",
+                        + "Times are µs per reader. ratio = ours / reference (< 1 is faster). limit = TTFB + 4 KiB / bandwidth;%n"
+                        + "floor = a bare 4 KiB read of the simulated store on this machine (the limit plus timer overshoot).%n"
+                        + "Heap bytes allocated by all threads per iteration: setup = cache + chunker, reads = the 3 reads and%n"
+                        + "their fetch until close.%n%n",
                 RandomAccessModel.IMAGE >> 20, RandomAccessModel.BLOCK >> 10, RandomAccessModel.READERS,
                 iterations, warmup, RandomAccessModel.SEED);
-        String head = String.format("%-4s %-14s %9s %9s %9s %6s %9s %8s %8s %8s %8s",
-                "", "chunker", "avg µs", "worst µs", "ref avg", "ratio", "limit µs", "x limit", "B/iter", "ref B/op", "req/iter");
+        String head = String.format("%-4s %-14s %8s %8s %8s %6s %8s %7s %8s %7s %8s %8s %8s %8s",
+                "", "chunker", "avg µs", "worst µs", "ref avg", "ratio", "limit", "x limit", "floor", "x floor",
+                "setup B", "reads B", "ref B/op", "req/iter");
         System.out.println(head);
         System.out.println("-".repeat(head.length()));
         try (RandomAccessModel model = new RandomAccessModel(work)) {
             for (String backend : List.of("GCS", "NFS")) {
-                LatencyModel lm = Reference.model(backend);
-                double limit = Reference.limitMicros(lm, RandomAccessModel.BLOCK);
+                double limit = Reference.limitMicros(Reference.model(backend), RandomAccessModel.BLOCK);
+                double floor = model.floorMicros(backend, 30);
                 for (ChunkerKind kind : List.of(ChunkerKind.STREAMING, ChunkerKind.FULL_FETCH, ChunkerKind.REQUEST_FIRST)) {
                     RandomAccessModel.Result r = model.run(backend, kind, warmup, iterations);
                     long ref = Reference.avgMicros(backend, kind);
                     long refBytes = Reference.bytesPerOp(backend, kind);
-                    System.out.printf("%-4s %-14s %,9.0f %,9.0f %9s %6s %,9.0f %8.2f %,8.0f %8s %8.1f%n", backend, kind.label(),
-                            r.avgMicros(), r.worstMicros(), ref < 0 ? "-" : String.format("%,d", ref),
+                    System.out.printf("%-4s %-14s %,8.0f %,8.0f %8s %6s %,8.0f %7.2f %,8.0f %7.2f %,8.0f %,8.0f %8s %8.1f%n",
+                            backend, kind.label(), r.avgMicros(), r.worstMicros(),
+                            ref < 0 ? "-" : String.format("%,d", ref),
                             ref < 0 ? "-" : String.format("%.2f", r.avgMicros() / ref), limit, r.avgMicros() / limit,
-                            r.bytesPerIteration(), refBytes < 0 ? "-" : String.format("%,d", refBytes),
-                            r.requestsPerIteration());
+                            floor, r.avgMicros() / floor, r.setupBytes(), r.readBytes(),
+                            refBytes < 0 ? "-" : String.format("%,d", refBytes), r.requestsPerIteration());
                 }
             }
         }

@@ -256,7 +256,10 @@ abstract class AbstractChunker implements Chunker {
     @Override
     public void close() {
         cache.close();
-        CacheClosedException closed = new CacheClosedException("cache closed: chunker over " + upstream.name() + " closed");
+        if (sessions.isEmpty()) {
+            return;
+        }
+        CacheClosedException closed = CacheClosedException.shared("cache closed: chunker over " + upstream.name() + " closed");
         for (Session s : sessions.values()) {
             s.fail(closed);
         }

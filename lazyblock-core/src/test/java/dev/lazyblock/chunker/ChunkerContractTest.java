@@ -222,6 +222,12 @@ class ChunkerContractTest {
         AtomicInteger failed = new AtomicInteger();
         try (Chunker c = open(kind, up, seed % 2 == 0 ? 4096 : 32 << 10, ChunkerOptions.DEFAULTS.withChunkSize(CHUNK));
              ExecutorService pool = Executors.newFixedThreadPool(readers)) {
+            // A chunk that succeeded is never fetched again: nothing asks for present bytes.
+            up.onRequest = (off, len) -> {
+                if (c.cache().isCached(off, len)) {
+                    throw new AssertionError("refetch of present bytes [" + off + ", +" + len + ")");
+                }
+            };
             CountDownLatch go = new CountDownLatch(1);
             List<Future<?>> fs = new ArrayList<>();
             for (int t = 0; t < readers; t++) {
