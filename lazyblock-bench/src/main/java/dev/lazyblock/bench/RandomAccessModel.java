@@ -65,6 +65,20 @@ public final class RandomAccessModel implements AutoCloseable {
         return new SimulatedUpstream(image, Reference.model(backend));
     }
 
+    /**
+     * Iterations against a zero-latency store before any measured one, so the read path is
+     * compiled (C2) as in a long-running server, not interpreted: a few modelled iterations
+     * alone run it a few dozen times, far below the JIT's thresholds.
+     */
+    public void warmUpJit(ChunkerKind kind, int iterations) throws Exception {
+        long[][] offs = offsets(iterations);
+        try (SimulatedUpstream up = new SimulatedUpstream(image, SimulatedUpstream.LatencyModel.NONE)) {
+            for (int i = 0; i < iterations; i++) {
+                iteration(up, kind, offs[i], i);
+            }
+        }
+    }
+
     public Result run(String backend, ChunkerKind kind, int warmup, int iterations) throws Exception {
         long[][] offs = offsets(warmup + iterations);
         try (SimulatedUpstream up = upstream(backend)) {

@@ -28,6 +28,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--warmup", defaultValue = "10", description = "Unmeasured iterations first (default ${DEFAULT-VALUE}).")
     int warmup;
 
+    @Option(names = "--jit-warmup", defaultValue = "3000",
+            description = "Iterations per chunker against a zero-latency store first, so the JIT has compiled the read path (default ${DEFAULT-VALUE}).")
+    int jitWarmup;
+
     @Option(names = "--scale-image-gib", defaultValue = "16", description = "Scale run image size (default ${DEFAULT-VALUE}).")
     long scaleGib;
 
@@ -62,19 +66,23 @@ final class BenchCommand implements Callable<Integer> {
 
     private void randomAccess(Path work) throws Exception {
         System.out.printf("BenchmarkRandomAccess model: %d MiB image, %d KiB blocks, %d concurrent readers, fresh chunker%n"
-                        + "per iteration, %d iterations (+%d warm-up) per variant, offsets from seed %d.%n"
+                        + "per iteration, %d iterations (+%d warm-up, after %d JIT warm-up iterations at zero latency) per variant,%n"
+                        + "offsets from seed %d.%n"
                         + "Times are µs per reader. ratio = ours / reference (< 1 is faster). limit = TTFB + 4 KiB / bandwidth;%n"
                         + "floor = a bare 4 KiB read of the simulated store on this machine (the limit plus timer overshoot).%n"
                         + "Heap bytes allocated by all threads per iteration: setup = cache + chunker, reads = the 3 reads and%n"
                         + "their fetch until close.%n%n",
                 RandomAccessModel.IMAGE >> 20, RandomAccessModel.BLOCK >> 10, RandomAccessModel.READERS,
-                iterations, warmup, RandomAccessModel.SEED);
+                iterations, warmup, jitWarmup, RandomAccessModel.SEED);
         String head = String.format("%-4s %-14s %8s %8s %8s %6s %8s %7s %8s %7s %8s %8s %8s %8s",
                 "", "chunker", "avg µs", "worst µs", "ref avg", "ratio", "limit", "x limit", "floor", "x floor",
                 "setup B", "reads B", "ref B/op", "req/iter");
         System.out.println(head);
         System.out.println("-".repeat(head.length()));
         try (RandomAccessModel model = new RandomAccessModel(work)) {
+            for (ChunkerKind kind : ChunkerKind.values()) {
+                model.warmUpJit(kind, jitWarmup);
+            }
             for (String backend : List.of("GCS", "NFS")) {
                 double limit = Reference.limitMicros(Reference.model(backend), RandomAccessModel.BLOCK);
                 double floor = model.floorMicros(backend, 30);

@@ -38,7 +38,8 @@ public final class PresenceBitmap {
     private static final int CONTAINER_MASK = CONTAINER_GRANULES - 1;
     /**
      * An array container above this many entries becomes a bitmap: 1,024 chars are 2 KiB, a
-     * quarter of a full bitmap container, and a copy-on-write add stays cheap.
+     * quarter of a full bitmap container, and a copy-on-write add stays cheap. A short (last)
+     * container switches sooner, once its array would outweigh its bitmap.
      */
     static final int ARRAY_MAX = 1024;
 
@@ -153,8 +154,11 @@ public final class PresenceBitmap {
             char[] sorted = (char[]) c; // null or an array container
             int present = sorted == null ? 0 : sorted.length;
             Object next;
-            if ((long) present + (hi - lo + 1) > ARRAY_MAX) {
-                long[] words = new long[containerWords(ci)];
+            int wordCount = containerWords(ci);
+            // An array never outgrows the bitmap it stands for: at 2 bytes an entry against 8
+            // bytes a word, a container of w words switches past 4w entries (or ARRAY_MAX).
+            if ((long) present + (hi - lo + 1) > Math.min(ARRAY_MAX, 4L * wordCount)) {
+                long[] words = new long[wordCount];
                 for (int i = 0; i < present; i++) {
                     words[sorted[i] >>> 6] |= 1L << sorted[i];
                 }

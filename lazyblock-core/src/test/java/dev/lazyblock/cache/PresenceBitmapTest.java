@@ -95,6 +95,16 @@ class PresenceBitmapTest {
     }
 
     @Test
+    void aShortContainerNeverHoldsAnArrayBiggerThanItsBitmap() {
+        PresenceBitmap bitmap = new PresenceBitmap(1024); // a 4 MiB image at 4 KiB: 16 words
+        bitmap.set(0, 1024);                              // a whole chunk marked at once
+        assertTrue(bitmap.allSet(0, 1024));
+        assertEquals(GraphLayout.parseInstance(bitmap).totalSize(), bitmap.retainedBytes());
+        assertTrue(bitmap.retainedBytes() <= 24 + 24 + 16 + 16 * 8,
+                "16 words, not a 1,024-entry array: " + bitmap.retainedBytes());
+    }
+
+    @Test
     void runsAcrossContainerEdgesAreFoundWhole() {
         PresenceBitmap bitmap = new PresenceBitmap(3L * C);
         bitmap.set(C - 10, 2L * C + 5); // an array run, a full bitmap container, an array run
