@@ -5,6 +5,7 @@ import java.net.URI;
 import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.util.Locale;
+import java.util.ServiceLoader;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -31,10 +32,24 @@ public final class Upstreams {
         return switch (scheme) {
             case "file" -> new FileUpstream(Path.of(parse(url, scheme)));
             case "http", "https" -> new HttpUpstream(parse(url, scheme));
-            // Only the scheme goes into the message: the rest may be a signed URL.
-            default -> throw new IllegalArgumentException("unsupported URL scheme '" + scheme
-                    + "': supported are a plain path, file://, http:// and https://");
+            default -> provider(scheme).open(url);
         };
+    }
+
+    /** The provider module that opens {@code scheme}, found on the class path. */
+    static UpstreamProvider provider(String scheme) {
+        for (UpstreamProvider p : ServiceLoader.load(UpstreamProvider.class)) {
+            if (p.schemes().contains(scheme)) {
+                return p;
+            }
+        }
+        java.util.TreeSet<String> known = new java.util.TreeSet<>(java.util.List.of("file", "http", "https"));
+        for (UpstreamProvider p : ServiceLoader.load(UpstreamProvider.class)) {
+            known.addAll(p.schemes());
+        }
+        // Only the scheme goes into the message: the rest may be a signed URL.
+        throw new IllegalArgumentException("unsupported URL scheme '" + scheme + "': supported are a plain path and "
+                + String.join("://, ", known) + "://");
     }
 
     /** Like URI.create, but the error leaves the URL out: it may be a signed one. */
