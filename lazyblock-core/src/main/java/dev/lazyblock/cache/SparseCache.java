@@ -339,7 +339,12 @@ public final class SparseCache implements AutoCloseable {
 
     /** Exports with {@code copy_file_range} where the file system supports it. */
     public DiffMetadata exportToDiff(Path out) throws IOException {
-        return exportToDiff(out, false);
+        return exportToDiff(out, false, null);
+    }
+
+    /** Exports every present block; see {@link #exportToDiff(Path, boolean, BitSet)}. */
+    public DiffMetadata exportToDiff(Path out, boolean forcePlain) throws IOException {
+        return exportToDiff(out, forcePlain, null);
     }
 
     /**
@@ -349,8 +354,10 @@ public final class SparseCache implements AutoCloseable {
      * written. The cache stays usable; blocks marked during the export may or may not be in it.
      *
      * @param forcePlain copy with {@code pwrite} even where {@code copy_file_range} would work
+     * @param skip       blocks to leave out as if they were not present (for example, written
+     *                   blocks whose bytes equal the parent layer's), or null
      */
-    public DiffMetadata exportToDiff(Path out, boolean forcePlain) throws IOException {
+    public DiffMetadata exportToDiff(Path out, boolean forcePlain, BitSet skip) throws IOException {
         if (granularity != blockSize) {
             throw new IllegalStateException("exportToDiff needs block granularity: granularity is "
                     + granularity + " bytes, block size " + blockSize);
@@ -371,6 +378,13 @@ public final class SparseCache implements AutoCloseable {
                 long runEnd = presence.nextClear(b); // dirty blocks [b, runEnd)
                 long pending = -1; // first block of a run of stored (non-zero) blocks not yet copied
                 for (long k = b; k < runEnd; k++) {
+                    if (skip != null && skip.get((int) k)) {
+                        if (pending >= 0) {
+                            writer.copyBlocks(pending, k);
+                            pending = -1;
+                        }
+                        continue;
+                    }
                     dirty.set((int) k);
                     long off = k * blockSize;
                     long len = Math.min(blockSize, size - off);

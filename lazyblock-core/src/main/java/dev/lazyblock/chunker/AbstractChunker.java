@@ -147,6 +147,11 @@ abstract class AbstractChunker implements Chunker {
     }
 
     @Override
+    public final int blockSize() {
+        return blockSize;
+    }
+
+    @Override
     public final SparseCache cache() {
         return cache;
     }

@@ -1,6 +1,7 @@
 package dev.lazyblock.chunker;
 
 import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.device.Device;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 
@@ -12,10 +13,7 @@ import java.lang.foreign.MemorySegment;
  * <p>Thread-safe. A chunker owns its cache (closing the chunker closes it) but not its
  * upstream, which may be shared.
  */
-public interface Chunker extends AutoCloseable {
-
-    /** The image size in bytes. */
-    long size();
+public interface Chunker extends Device {
 
     /**
      * A read-only view of {@code [off, off+len)}, the end clipped to the size, valid until the
@@ -26,12 +24,6 @@ public interface Chunker extends AutoCloseable {
      * @throws IOException               the upstream's error, or {@link FetchTimeoutException}
      */
     MemorySegment slice(long off, long len) throws IOException;
-
-    /** Copies {@code [off, off + dst.byteSize())}, clipped to the size; returns the bytes copied. */
-    long readAt(MemorySegment dst, long off) throws IOException;
-
-    /** Copies {@code [off, off+len)}, clipped to the size, to {@code dst[dstOff..]}; returns the bytes copied. */
-    int readAt(byte[] dst, int dstOff, int len, long off) throws IOException;
 
     /** The local cache behind this chunker, for statistics and export. */
     SparseCache cache();

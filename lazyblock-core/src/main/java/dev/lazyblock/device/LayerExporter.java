@@ -1,0 +1,239 @@
+package dev.lazyblock.device;
+
+import dev.lazyblock.cache.DiffMetadata;
+import dev.lazyblock.cache.PresenceBitmap;
+import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.device.LayerHeader.Build;
+import dev.lazyblock.device.LayerHeader.Mapping;
+import dev.lazyblock.upstream.ObjectStore;
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Turns an overlay's written blocks into a new layer on top of its parent: a diff object with
+ * the blocks that changed, and a header that maps them over the parent's mappings.
+ *
+ * <p>Blocks written with the bytes the parent already has are not stored again; written blocks
+ * that are all zeros are mapped as zeros, not stored. The diff is uploaded before the header, so
+ * a reader never finds a header whose diff is missing, and a failed upload leaves no header.
+ */
+public final class LayerExporter {
+    private static final Logger log = LoggerFactory.getLogger(LayerExporter.class);
+
+    private LayerExporter() {}
+
+    /** What an export produced. */
+    public record Layer(LayerHeader header, String headerKey, String diffKey, long diffBytes, long headerBytes,
+                        long dirtyBlocks, long storedBlocks, long zeroBlocks, long unchangedBlocks) {}
+
+    /**
+     * Publishes a raw image file as a base layer: the file becomes build {@code id}'s diff and a
+     * header maps the whole image to it.
+     */
+    public static Layer publishBase(Path rawImage, int blockSize, ObjectStore store, String dir) throws IOException {
+        UUID id = UUID.randomUUID();
+        long size = Files.size(rawImage);
+        LayerHeader header = LayerHeader.base(id, size, blockSize, sha256(rawImage));
+        String diffKey = LayeredImage.diffKey(dir, id);
+        String headerKey = LayeredImage.headerKey(dir, id);
+        upload(store, diffKey, rawImage, headerKey, header);
+        long blocks = (size + blockSize - 1) / blockSize;
+        return new Layer(header, headerKey, diffKey, size, header.toBytes().length, blocks, blocks, 0, 0);
+    }
+
+    /**
+     * Exports {@code overlay}'s written blocks as a layer over {@code parent} into {@code dir}
+     * of {@code store}; {@code scratch} holds the diff file until it is uploaded. Pause writes to
+     * the overlay first: a block written during the export may or may not be in the layer.
+     */
+    public static Layer export(Overlay overlay, LayerHeader parent, ObjectStore store, String dir, Path scratch)
+            throws IOException {
+        if (overlay.size() != parent.imageSize() || overlay.blockSize() != parent.blockSize()) {
+            throw new IllegalArgumentException("overlay (" + overlay.size() + " bytes, block " + overlay.blockSize()
+                    + ") does not sit on this parent (" + parent.imageSize() + " bytes, block " + parent.blockSize() + ")");
+        }
+        SparseCache cache = overlay.cache();
+        BitSet unchanged = unchangedBlocks(overlay);
+        UUID id = UUID.randomUUID();
+        Path diff = Files.createTempFile(scratch, id + "-", ".diff");
+        try {
+            DiffMetadata meta = cache.exportToDiff(diff, false, unchanged);
+            List<Mapping> overrides = overrides(meta, overlay.size());
+            long stored = meta.storedBlocks();
+            Build build = new Build(id, meta.diffBytes(), sha256(diff));
+            LayerHeader header = merge(parent, id, build, overrides);
+            String diffKey = LayeredImage.diffKey(dir, id);
+            String headerKey = LayeredImage.headerKey(dir, id);
+            upload(store, stored > 0 ? diffKey : null, diff, headerKey, header);
+            Layer layer = new Layer(header, headerKey, stored > 0 ? diffKey : null, meta.diffBytes(),
+                    header.toBytes().length, meta.dirty().cardinality(), stored, meta.empty().cardinality(),
+                    unchanged.cardinality());
+            log.info("exported layer {} over {}: {} blocks written, {} stored ({} bytes), {} zero, {} unchanged; "
+                    + "header {} bytes, {} mappings", id, parent.buildId(), layer.dirtyBlocks() + layer.unchangedBlocks(),
+                    stored, meta.diffBytes(), layer.zeroBlocks(), layer.unchangedBlocks(), layer.headerBytes(),
+                    header.mappings().size());
+            return layer;
+        } finally {
+            Files.deleteIfExists(diff);
+        }
+    }
+
+    /** Written blocks whose bytes equal the base's: nothing changed there. */
+    private static BitSet unchangedBlocks(Overlay overlay) throws IOException {
+        int bs = overlay.blockSize();
+        PresenceBitmap written = overlay.cache().presence();
+        BitSet same = new BitSet();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment mine = arena.allocate(bs);
+            MemorySegment theirs = arena.allocate(bs);
+            for (long b = written.nextSet(0); b >= 0; b = written.nextSet(b + 1)) {
+                long off = b * bs;
+                long len = Math.min(bs, overlay.size() - off);
+                overlay.readAt(mine.asSlice(0, len), off);
+                overlay.base().readAt(theirs.asSlice(0, len), off);
+                if (MemorySegment.mismatch(mine, 0, len, theirs, 0, len) == -1) {
+                    same.set((int) b);
+                }
+            }
+        }
+        return same;
+    }
+
+    /** The new layer's own mappings, in order: stored runs point into the diff, zero runs are zero. */
+    private static List<Mapping> overrides(DiffMetadata meta, long imageSize) {
+        int bs = meta.blockSize();
+        List<Mapping> out = new ArrayList<>();
+        long storedIndex = 0;
+        BitSet dirty = meta.dirty();
+        BitSet zero = meta.empty();
+        for (int b = dirty.nextSetBit(0); b >= 0; b = dirty.nextSetBit(b + 1)) {
+            long off = (long) b * bs;
+            long len = Math.min(bs, imageSize - off);
+            Mapping next = zero.get(b) ? Mapping.zero(off, len) : new Mapping(off, len, 0, storedIndex++ * bs);
+            appendCoalesced(out, next);
+        }
+        return out;
+    }
+
+    /**
+     * The parent's mappings with the overrides laid over them; the new build is the last in the
+     * builds list, parent builds no longer referenced are dropped.
+     */
+    static LayerHeader merge(LayerHeader parent, UUID id, Build build, List<Mapping> overrides) {
+        final int newBuild = Integer.MAX_VALUE; // placeholder index until the builds list is known
+        List<Mapping> merged = new ArrayList<>();
+        long pos = 0;
+        for (Mapping o : overrides) {
+            copyParent(parent, pos, o.offset(), merged);
+            appendCoalesced(merged, o.isZero() ? o : new Mapping(o.offset(), o.length(), newBuild, o.buildOffset()));
+            pos = o.end();
+        }
+        copyParent(parent, pos, parent.imageSize(), merged);
+
+        List<Build> builds = new ArrayList<>();
+        Map<Integer, Integer> index = new HashMap<>();
+        for (Mapping m : merged) {
+            if (!m.isZero() && m.build() != newBuild && !index.containsKey(m.build())) {
+                index.put(m.build(), -1);
+            }
+        }
+        for (int i = 0; i < parent.builds().size(); i++) {
+            if (index.containsKey(i)) {
+                index.put(i, builds.size());
+                builds.add(parent.builds().get(i));
+            }
+        }
+        boolean usesNew = merged.stream().anyMatch(m -> m.build() == newBuild);
+        if (usesNew) {
+            index.put(newBuild, builds.size());
+            builds.add(build);
+        }
+        List<Mapping> mappings = new ArrayList<>(merged.size());
+        for (Mapping m : merged) {
+            mappings.add(m.isZero() ? m : new Mapping(m.offset(), m.length(), index.get(m.build()), m.buildOffset()));
+        }
+        return new LayerHeader(parent.imageSize(), parent.blockSize(), id, parent.buildId(), parent.generation() + 1,
+                builds, mappings);
+    }
+
+    /** Appends the parent's mappings clipped to {@code [from, to)}. */
+    private static void copyParent(LayerHeader parent, long from, long to, List<Mapping> out) {
+        if (from >= to) {
+            return;
+        }
+        List<Mapping> ms = parent.mappings();
+        for (int i = parent.mappingAt(from); i < ms.size() && ms.get(i).offset() < to; i++) {
+            Mapping m = ms.get(i);
+            long start = Math.max(from, m.offset());
+            long end = Math.min(to, m.end());
+            appendCoalesced(out, m.isZero() ? Mapping.zero(start, end - start)
+                    : new Mapping(start, end - start, m.build(), m.buildOffset() + (start - m.offset())));
+        }
+    }
+
+    /** Appends {@code m}, merging it into the last mapping when it continues it. */
+    private static void appendCoalesced(List<Mapping> out, Mapping m) {
+        if (!out.isEmpty()) {
+            Mapping last = out.getLast();
+            boolean adjacent = last.end() == m.offset();
+            if (adjacent && last.isZero() && m.isZero()) {
+                out.set(out.size() - 1, Mapping.zero(last.offset(), last.length() + m.length()));
+                return;
+            }
+            if (adjacent && !last.isZero() && last.build() == m.build()
+                    && last.buildOffset() + last.length() == m.buildOffset()) {
+                out.set(out.size() - 1, new Mapping(last.offset(), last.length() + m.length(), last.build(),
+                        last.buildOffset()));
+                return;
+            }
+        }
+        out.add(m);
+    }
+
+    /** Diff first, header last; a failed header upload takes the diff back out. */
+    private static void upload(ObjectStore store, String diffKey, Path diff, String headerKey, LayerHeader header)
+            throws IOException {
+        if (diffKey != null) {
+            store.put(diffKey, diff);
+        }
+        try {
+            store.put(headerKey, header.toBytes());
+        } catch (IOException | RuntimeException e) {
+            if (diffKey != null) {
+                try {
+                    store.delete(diffKey);
+                } catch (IOException | RuntimeException suppressed) {
+                    e.addSuppressed(suppressed);
+                }
+            }
+            throw e;
+        }
+    }
+
+    static byte[] sha256(Path file) throws IOException {
+        try (InputStream in = Files.newInputStream(file)) {
+            MessageDigest md = MessageDigest.getInstance("SHA-256");
+            byte[] buf = new byte[1 << 16];
+            for (int n; (n = in.read(buf)) > 0; ) {
+                md.update(buf, 0, n);
+            }
+            return md.digest();
+        } catch (NoSuchAlgorithmException e) {
+            throw new AssertionError("every JDK has SHA-256", e);
+        }
+    }
+}

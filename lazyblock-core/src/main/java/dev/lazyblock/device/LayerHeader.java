@@ -1,0 +1,334 @@
+package dev.lazyblock.device;
+
+import java.nio.BufferUnderflowException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Objects;
+import java.util.UUID;
+import java.util.zip.CRC32C;
+
+/**
+ * The header of a layered image: which build holds each block range of the image.
+ *
+ * <p>An image is a stack of builds. Each build is one diff object holding some blocks
+ * contiguously; the header maps every range of the image, in order and without gaps, either
+ * to a build and an offset inside that build's diff, or to zeros stored nowhere. A base image
+ * is a single build whose diff is the raw image, mapped {@code [0, size) -> (base, 0)}.
+ *
+ * <p>Binary format, version 1, little-endian:
+ * <pre>
+ *   0  magic "LZBLKHDR"            8
+ *   8  version u16 = 1, flags u16 = 0
+ *  12  total length u32            (header bytes, checksum included)
+ *  16  image size u64
+ *  24  block size u32, reserved u32 = 0
+ *  32  build id (16), parent id (16: all zero = none)
+ *  64  generation u64
+ *  72  build count u32, mapping count u32
+ *  80  builds:   id (16), diff size u64, SHA-256 of the diff (32)        = 56 bytes each
+ *      mappings: image offset u64, length u64, kind u8 (0 build, 1 zero),
+ *                reserved (3), build index u32, offset in the build u64  = 32 bytes each
+ * end  CRC-32C of everything before it, u32
+ * </pre>
+ * Parsing checks every field and says which one is wrong and why; a header that parses is one
+ * a reader can follow without another check.
+ */
+public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID parentId, long generation,
+                          List<Build> builds, List<Mapping> mappings) {
+
+    public static final int VERSION = 1;
+    private static final byte[] MAGIC = {'L', 'Z', 'B', 'L', 'K', 'H', 'D', 'R'};
+    private static final int FIXED = 80;
+    private static final int BUILD_BYTES = 56;
+    private static final int MAPPING_BYTES = 32;
+    /** No real image needs more; a bound keeps a corrupt count from allocating gigabytes. */
+    public static final int MAX_ENTRIES = 1 << 24;
+    public static final UUID NO_PARENT = new UUID(0, 0);
+
+    /** A diff object: its id names it in the store, its size and digest check it. */
+    public record Build(UUID id, long size, byte[] sha256) {
+        public Build {
+            Objects.requireNonNull(id, "id");
+            if (sha256.length != 32) {
+                throw new IllegalArgumentException("SHA-256 must be 32 bytes, got " + sha256.length);
+            }
+            sha256 = sha256.clone();
+        }
+
+        @Override
+        public byte[] sha256() {
+            return sha256.clone();
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Build b && id.equals(b.id) && size == b.size && java.util.Arrays.equals(sha256, b.sha256);
+        }
+
+        @Override
+        public int hashCode() {
+            return id.hashCode() * 31 + Long.hashCode(size);
+        }
+
+        @Override
+        public String toString() {
+            return "Build[" + id + ", " + size + " bytes, sha256 " + HexFormat.of().formatHex(sha256) + "]";
+        }
+    }
+
+    /**
+     * Image bytes {@code [offset, offset+length)}: in build {@code build} (an index into
+     * {@link #builds()}) from {@code buildOffset}, or zeros when {@code build} is {@link #ZERO}.
+     */
+    public record Mapping(long offset, long length, int build, long buildOffset) {
+        public static final int ZERO = -1;
+
+        public static Mapping zero(long offset, long length) {
+            return new Mapping(offset, length, ZERO, 0);
+        }
+
+        public boolean isZero() {
+            return build == ZERO;
+        }
+
+        public long end() {
+            return offset + length;
+        }
+    }
+
+    public LayerHeader {
+        Objects.requireNonNull(buildId, "buildId");
+        parentId = parentId == null ? NO_PARENT : parentId;
+        builds = List.copyOf(builds);
+        mappings = List.copyOf(mappings);
+        validate(imageSize, blockSize, generation, builds, mappings);
+    }
+
+    /** A base image: one build, its raw image, covering everything. */
+    public static LayerHeader base(UUID id, long imageSize, int blockSize, byte[] sha256) {
+        return new LayerHeader(imageSize, blockSize, id, NO_PARENT, 0, List.of(new Build(id, imageSize, sha256)),
+                imageSize == 0 ? List.of() : List.of(new Mapping(0, imageSize, 0, 0)));
+    }
+
+    public boolean hasParent() {
+        return !parentId.equals(NO_PARENT);
+    }
+
+    /** The index of the mapping holding image offset {@code off} (binary search). */
+    public int mappingAt(long off) {
+        if (off < 0 || off >= imageSize) {
+            throw new IndexOutOfBoundsException("offset " + off + " is outside the image [0, " + imageSize + ")");
+        }
+        int lo = 0;
+        int hi = mappings.size() - 1;
+        while (lo < hi) {
+            int mid = (lo + hi + 1) >>> 1;
+            if (mappings.get(mid).offset() <= off) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        return lo;
+    }
+
+    // ------------------------------------------------------------------ validation
+
+    private static void validate(long imageSize, int blockSize, long generation, List<Build> builds,
+                                 List<Mapping> mappings) {
+        if (blockSize < 512 || Integer.bitCount(blockSize) != 1) {
+            throw bad("block size", "must be a power of two >= 512, is " + blockSize);
+        }
+        if (imageSize < 0) {
+            throw bad("image size", "must be >= 0, is " + imageSize);
+        }
+        if (generation < 0) {
+            throw bad("generation", "must be >= 0, is " + generation);
+        }
+        if (builds.size() > MAX_ENTRIES || mappings.size() > MAX_ENTRIES) {
+            throw bad("counts", "at most " + MAX_ENTRIES + " builds and mappings, got " + builds.size() + " and "
+                    + mappings.size());
+        }
+        for (int i = 0; i < builds.size(); i++) {
+            if (builds.get(i).size() < 0) {
+                throw bad("build " + i + " size", "must be >= 0, is " + builds.get(i).size());
+            }
+        }
+        long expect = 0;
+        for (int i = 0; i < mappings.size(); i++) {
+            Mapping m = mappings.get(i);
+            String what = "mapping " + i;
+            if (m.offset() != expect) {
+                throw bad(what + " offset", m.offset() < expect
+                        ? "overlaps or is out of order: starts at " + m.offset() + ", the previous mapping ends at " + expect
+                        : "leaves a gap: starts at " + m.offset() + ", the previous mapping ends at " + expect);
+            }
+            if (m.length() <= 0) {
+                throw bad(what + " length", "must be > 0, is " + m.length());
+            }
+            if (m.length() > imageSize - m.offset()) {
+                throw bad(what + " length", "runs past the image end: [" + m.offset() + ", +" + m.length()
+                        + ") in an image of " + imageSize);
+            }
+            if (m.end() != imageSize && m.length() % blockSize != 0) {
+                throw bad(what + " length", "must be a multiple of the block size " + blockSize + " (only the last "
+                        + "mapping may end at an unaligned image end), is " + m.length());
+            }
+            if (m.isZero()) {
+                if (m.buildOffset() != 0) {
+                    throw bad(what + " build offset", "must be 0 for a zero mapping, is " + m.buildOffset());
+                }
+            } else {
+                if (m.build() < 0 || m.build() >= builds.size()) {
+                    throw bad(what + " build", "index " + m.build() + " is not one of the " + builds.size() + " builds");
+                }
+                if (m.buildOffset() < 0 || m.buildOffset() % blockSize != 0) {
+                    throw bad(what + " build offset", "must be a non-negative multiple of " + blockSize + ", is "
+                            + m.buildOffset());
+                }
+                long buildSize = builds.get(m.build()).size();
+                if (m.buildOffset() > buildSize || m.length() > buildSize - m.buildOffset()) {
+                    throw bad(what + " build offset", "[" + m.buildOffset() + ", +" + m.length()
+                            + ") runs past the end of build " + m.build() + " (" + buildSize + " bytes)");
+                }
+            }
+            expect = m.end();
+        }
+        if (expect != imageSize) {
+            throw bad("mappings", "cover [0, " + expect + ") of an image of " + imageSize + " bytes");
+        }
+    }
+
+    private static HeaderFormatException bad(String field, String why) {
+        return new HeaderFormatException(field + ": " + why);
+    }
+
+    // ------------------------------------------------------------------ binary form
+
+    public byte[] toBytes() {
+        int length = FIXED + builds.size() * BUILD_BYTES + mappings.size() * MAPPING_BYTES + 4;
+        ByteBuffer b = ByteBuffer.allocate(length).order(ByteOrder.LITTLE_ENDIAN);
+        b.put(MAGIC).putShort((short) VERSION).putShort((short) 0).putInt(length);
+        b.putLong(imageSize).putInt(blockSize).putInt(0);
+        putUuid(b, buildId);
+        putUuid(b, parentId);
+        b.putLong(generation).putInt(builds.size()).putInt(mappings.size());
+        for (Build build : builds) {
+            putUuid(b, build.id());
+            b.putLong(build.size()).put(build.sha256);
+        }
+        for (Mapping m : mappings) {
+            b.putLong(m.offset()).putLong(m.length()).put((byte) (m.isZero() ? 1 : 0)).put(new byte[3])
+                    .putInt(m.isZero() ? 0 : m.build()).putLong(m.buildOffset());
+        }
+        CRC32C crc = new CRC32C();
+        crc.update(b.array(), 0, length - 4);
+        b.putInt((int) crc.getValue());
+        return b.array();
+    }
+
+    /**
+     * Parses and checks a header.
+     *
+     * @throws HeaderFormatException naming the field that is wrong and why
+     */
+    public static LayerHeader parse(byte[] bytes) {
+        if (bytes.length < FIXED + 4) {
+            throw bad("length", "a header is at least " + (FIXED + 4) + " bytes, got " + bytes.length);
+        }
+        ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+        byte[] magic = new byte[MAGIC.length];
+        b.get(magic);
+        if (!java.util.Arrays.equals(magic, MAGIC)) {
+            throw bad("magic", "expected \"LZBLKHDR\", found " + HexFormat.of().formatHex(magic));
+        }
+        int version = Short.toUnsignedInt(b.getShort());
+        if (version != VERSION) {
+            throw bad("version", "this reader knows version " + VERSION + ", found " + version);
+        }
+        int flags = Short.toUnsignedInt(b.getShort());
+        long length = Integer.toUnsignedLong(b.getInt());
+        if (length != bytes.length) {
+            throw bad("total length", "the header says " + length + " bytes, " + bytes.length + " were read (truncated?)");
+        }
+        CRC32C crc = new CRC32C();
+        crc.update(bytes, 0, bytes.length - 4);
+        int stored = ByteBuffer.wrap(bytes, bytes.length - 4, 4).order(ByteOrder.LITTLE_ENDIAN).getInt();
+        if ((int) crc.getValue() != stored) {
+            throw bad("checksum", String.format("CRC-32C of the header is %08x, the header says %08x", (int) crc.getValue(),
+                    stored));
+        }
+        if (flags != 0) {
+            throw bad("flags", "no flags are defined in version " + VERSION + ", found " + flags);
+        }
+        long imageSize = b.getLong();
+        int blockSize = b.getInt();
+        int reserved = b.getInt();
+        if (reserved != 0) {
+            throw bad("reserved", "must be 0, is " + reserved);
+        }
+        UUID id = getUuid(b);
+        UUID parent = getUuid(b);
+        long generation = b.getLong();
+        long buildCount = Integer.toUnsignedLong(b.getInt());
+        long mappingCount = Integer.toUnsignedLong(b.getInt());
+        long expected = FIXED + buildCount * BUILD_BYTES + mappingCount * MAPPING_BYTES + 4;
+        if (expected != bytes.length) {
+            throw bad("counts", buildCount + " builds and " + mappingCount + " mappings need " + expected
+                    + " bytes, the header has " + bytes.length);
+        }
+        try {
+            List<Build> builds = new ArrayList<>((int) buildCount);
+            for (int i = 0; i < buildCount; i++) {
+                UUID bid = getUuid(b);
+                long size = b.getLong();
+                byte[] sha = new byte[32];
+                b.get(sha);
+                builds.add(new Build(bid, size, sha));
+            }
+            List<Mapping> mappings = new ArrayList<>((int) mappingCount);
+            for (int i = 0; i < mappingCount; i++) {
+                long off = b.getLong();
+                long len = b.getLong();
+                int kind = Byte.toUnsignedInt(b.get());
+                int pad = (b.get() & 0xff) | (b.get() & 0xff) | (b.get() & 0xff);
+                int build = b.getInt();
+                long buildOff = b.getLong();
+                if (pad != 0) {
+                    throw bad("mapping " + i + " reserved", "must be 0");
+                }
+                mappings.add(switch (kind) {
+                    case 0 -> new Mapping(off, len, build, buildOff);
+                    case 1 -> {
+                        if (build != 0) {
+                            throw bad("mapping " + i + " build", "must be 0 for a zero mapping, is " + build);
+                        }
+                        yield new Mapping(off, len, Mapping.ZERO, buildOff);
+                    }
+                    default -> throw bad("mapping " + i + " kind", "expected 0 (build) or 1 (zero), found " + kind);
+                });
+            }
+            return new LayerHeader(imageSize, blockSize, id, parent, generation, builds, mappings);
+        } catch (BufferUnderflowException e) {
+            throw bad("length", "the header ends inside its tables");
+        }
+    }
+
+    private static void putUuid(ByteBuffer b, UUID u) {
+        b.putLong(u.getMostSignificantBits()).putLong(u.getLeastSignificantBits());
+    }
+
+    private static UUID getUuid(ByteBuffer b) {
+        return new UUID(b.getLong(), b.getLong());
+    }
+
+    /** A layer header that cannot be read: which field, and why. */
+    public static final class HeaderFormatException extends IllegalArgumentException {
+        public HeaderFormatException(String message) {
+            super("bad layer header: " + message);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+package dev.lazyblock.device;
+
+import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.chunker.ChunkerKind;
+import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.device.LayerHeader.Build;
+import dev.lazyblock.device.LayerHeader.Mapping;
+import dev.lazyblock.upstream.ObjectStore;
+import dev.lazyblock.upstream.Upstream;
+import dev.lazyblock.upstream.UpstreamException;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.UUID;
+
+/**
+ * An image assembled from the builds its {@link LayerHeader} names: each read is routed, range
+ * by range, to the build that holds it (through that build's chunker and cache) or filled with
+ * zeros. A mapping is a run of adjacent blocks of one build, so a read within it is one read.
+ *
+ * <p>Objects are found by convention next to the header: build {@code id}'s diff is
+ * {@code <dir>/<id>.diff} and a layer's header {@code <dir>/<id>.header}, where {@code dir} is the
+ * header key's directory.
+ */
+public final class LayeredImage implements Device {
+    /** Headers are small (a few KiB to MiB); this bounds what a corrupt size makes us read. */
+    static final int MAX_HEADER_BYTES = 256 << 20;
+
+    private final String name;
+    private final LayerHeader header;
+    private final Upstream[] upstreams;
+    private final Chunker[] chunkers;
+
+    private LayeredImage(String name, LayerHeader header, Upstream[] upstreams, Chunker[] chunkers) {
+        this.name = name;
+        this.header = header;
+        this.upstreams = upstreams;
+        this.chunkers = chunkers;
+    }
+
+    public static String diffKey(String dir, UUID build) {
+        return dir.isEmpty() ? build + ".diff" : dir + "/" + build + ".diff";
+    }
+
+    public static String headerKey(String dir, UUID build) {
+        return dir.isEmpty() ? build + ".header" : dir + "/" + build + ".header";
+    }
+
+    /** The directory part of a key ("" at the top). */
+    public static String dirOf(String key) {
+        int slash = key.lastIndexOf('/');
+        return slash < 0 ? "" : key.substring(0, slash);
+    }
+
+    /** Reads and parses the header object at {@code key}. */
+    public static LayerHeader readHeader(ObjectStore store, String key) throws IOException {
+        try (Upstream up = store.open(key)) {
+            long size = up.size();
+            if (size > MAX_HEADER_BYTES) {
+                throw new UpstreamException(up.name(), 0, size, "a layer header of " + size + " bytes is past the "
+                        + MAX_HEADER_BYTES + "-byte limit");
+            }
+            ByteBuffer b = ByteBuffer.allocate((int) size);
+            up.readFully(0, b);
+            return LayerHeader.parse(b.array());
+        }
+    }
+
+    /**
+     * Opens the layered image whose header is at {@code headerKey}, with a cache per build in
+     * {@code cacheDir}.
+     */
+    public static LayeredImage open(ObjectStore store, String headerKey, Path cacheDir, ChunkerKind kind,
+                                    ChunkerOptions options) throws IOException {
+        LayerHeader header = readHeader(store, headerKey);
+        String dir = dirOf(headerKey);
+        List<Build> builds = header.builds();
+        Upstream[] upstreams = new Upstream[builds.size()];
+        Chunker[] chunkers = new Chunker[builds.size()];
+        try {
+            for (int i = 0; i < builds.size(); i++) {
+                Build b = builds.get(i);
+                if (b.size() == 0) {
+                    continue; // nothing can be read from it
+                }
+                upstreams[i] = store.open(diffKey(dir, b.id()));
+                long actual = upstreams[i].size();
+                if (actual != b.size()) {
+                    throw new UpstreamException(upstreams[i].name(), 0, actual, "the header says build " + b.id()
+                            + " has " + b.size() + " bytes, its diff object has " + actual);
+                }
+                SparseCache cache = SparseCache.create(cacheDir.resolve(b.id() + "-" + UUID.randomUUID() + ".cache"),
+                        b.size(), header.blockSize(), header.blockSize());
+                chunkers[i] = kind.create(upstreams[i], cache, options);
+            }
+        } catch (IOException | RuntimeException e) {
+            closeAll(upstreams, chunkers);
+            throw e;
+        }
+        return new LayeredImage(store.name() + "/" + headerKey, header, upstreams, chunkers);
+    }
+
+    public LayerHeader header() {
+        return header;
+    }
+
+    @Override
+    public long size() {
+        return header.imageSize();
+    }
+
+    @Override
+    public int blockSize() {
+        return header.blockSize();
+    }
+
+    @Override
+    public long readAt(MemorySegment dst, long off) throws IOException {
+        long size = header.imageSize();
+        if (off < 0 || off >= size) {
+            throw new IndexOutOfBoundsException("offset " + off + " is outside the image [0, " + size + ") of " + name);
+        }
+        long n = Math.min(dst.byteSize(), size - off);
+        long end = off + n;
+        List<Mapping> mappings = header.mappings();
+        long pos = off;
+        for (int i = header.mappingAt(off); pos < end; i++) {
+            Mapping m = mappings.get(i);
+            long len = Math.min(end, m.end()) - pos;
+            MemorySegment part = dst.asSlice(pos - off, len);
+            if (m.isZero()) {
+                part.fill((byte) 0);
+            } else {
+                long got = chunkers[m.build()].readAt(part, m.buildOffset() + (pos - m.offset()));
+                if (got != len) {
+                    throw new IOException("short read of build " + header.builds().get(m.build()).id() + " at "
+                            + (m.buildOffset() + (pos - m.offset())) + ": expected " + len + " bytes, got " + got);
+                }
+            }
+            pos += len;
+        }
+        return n;
+    }
+
+    /** The chunker of each build (null for an empty build), for statistics. */
+    public List<Chunker> chunkers() {
+        List<Chunker> out = new ArrayList<>();
+        for (Chunker c : chunkers) {
+            out.add(c);
+        }
+        return out;
+    }
+
+    @Override
+    public void close() {
+        closeAll(upstreams, chunkers);
+    }
+
+    private static void closeAll(Upstream[] upstreams, Chunker[] chunkers) {
+        for (Chunker c : chunkers) {
+            if (c != null && !c.cache().isClosed()) {
+                c.close();
+            }
+        }
+        for (Upstream u : upstreams) {
+            if (u != null) {
+                try {
+                    u.close();
+                } catch (IOException ignored) {
+                    // closing a read-only object: nothing to lose
+                }
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "LayeredImage[" + name + ", " + header.builds().size() + " builds, " + header.mappings().size()
+                + " mappings]";
+    }
+}
