@@ -13,11 +13,12 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /** The benchmark model of the design brief, printed beside the reference's published figures. */
-@Command(name = "bench", mixinStandardHelpOptions = true,
+@Command(name = "bench", mixinStandardHelpOptions = true, subcommands = NbdBenchCommand.class,
         description = {"Replays the reference's BenchmarkRandomAccess (GCS and NFS models x every chunker)",
                 "and a scale run, and prints our figures beside the reference's and the model's limit."},
         footer = {"", "Examples:", "  lazyblock bench", "  lazyblock bench --only random --iterations 100",
-                "  lazyblock bench --only scale --scale-image-gib 4 --scale-reads 2000"})
+                "  lazyblock bench --only scale --scale-image-gib 4 --scale-reads 2000",
+                "  lazyblock bench nbd        (nbdcopy from our NBD server beside nbdkit: see bench nbd --help)"})
 final class BenchCommand implements Callable<Integer> {
     @Option(names = "--only", defaultValue = "all", description = "random, scale or all (default ${DEFAULT-VALUE}).")
     String only;

@@ -1,0 +1,302 @@
+package dev.lazyblock.cli;
+
+import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.chunker.ChunkerKind;
+import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.nbd.NbdExport;
+import dev.lazyblock.nbd.NbdServer;
+import dev.lazyblock.upstream.FileUpstream;
+import dev.lazyblock.upstream.SimulatedUpstream;
+import dev.lazyblock.upstream.SimulatedUpstream.LatencyModel;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code nbdcopy} of one image, to {@code null:}, from our server and from nbdkit's file plugin
+ * serving the same file, alternating in the same run; then from our server over a cold cache
+ * behind the NFS model.
+ */
+@Command(name = "nbd", mixinStandardHelpOptions = true,
+        description = {"nbdcopy of a fully cached image from lazyblock's NBD server and from `nbdkit file` serving",
+                "the same file, same run, alternating; then from a cold cache behind the NFS model",
+                "(1 ms + 500 MB/s per request). Prints throughput and the ratio to nbdkit.",
+                "Needs nbdcopy (libnbd-bin) and nbdkit on the PATH."},
+        footer = {"", "Examples:", "  lazyblock bench nbd", "  lazyblock bench nbd --image-mib 256 --rounds 5 --no-cold"})
+final class NbdBenchCommand implements Callable<Integer> {
+    private static final long PROCESS_TIMEOUT_S = 600;
+
+    @Option(names = "--image-mib", defaultValue = "1024", description = "Image size in MiB (default ${DEFAULT-VALUE}).")
+    long imageMib;
+
+    @Option(names = "--rounds", defaultValue = "5", description = "Measured copies from each server (default ${DEFAULT-VALUE}).")
+    int rounds;
+
+    @Option(names = "--chunker", defaultValue = "request-first",
+            description = "Chunker of the warm runs (default ${DEFAULT-VALUE}); the cold runs use every chunker.")
+    String chunker;
+
+    @Option(names = "--cold", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "Also copy from a cold cache behind the NFS model (default ${DEFAULT-VALUE}).")
+    boolean cold;
+
+    @Option(names = "--dir", description = "Where the image and caches go (default: the temp directory).")
+    Path dir;
+
+    @Override
+    public Integer call() throws Exception {
+        for (String tool : List.of("nbdcopy", "nbdkit")) {
+            if (!onPath(tool)) {
+                System.err.println("lazyblock bench nbd needs " + tool + ": apt-get install -y libnbd-bin nbdkit");
+                return 2;
+            }
+        }
+        if (imageMib <= 0 || rounds <= 0) {
+            System.err.println("--image-mib and --rounds must be positive");
+            return 2;
+        }
+        ChunkerKind kind = ChunkerKind.parse(chunker);
+        long size = imageMib << 20;
+        Path work = Files.createTempDirectory(dir == null ? Path.of(System.getProperty("java.io.tmpdir")) : dir,
+                "lazyblock-bench-nbd");
+        Path image = work.resolve("image.raw");
+        try {
+            writeImage(image, size);
+            readAll(image); // into the page cache, for nbdkit as for us
+            System.out.printf("nbdcopy (%s) of a %,d MiB random image to null:, from lazyblock serve and from nbdkit"
+                            + " (%s) serving the same file;%nboth on 127.0.0.1 TCP, %d rounds alternating, after one"
+                            + " unmeasured copy from each. Throughput in MiB/s.%n%n",
+                    firstLine("nbdcopy", "--version"), imageMib, firstLine("nbdkit", "--version"), rounds);
+            double kit = warm(image, size, kind, work);
+            if (cold) {
+                cold(image, size, work, kit);
+            }
+        } finally {
+            Files.deleteIfExists(image);
+            try (var s = Files.list(work)) {
+                for (Path p : s.toList()) {
+                    Files.deleteIfExists(p);
+                }
+            }
+            Files.deleteIfExists(work);
+        }
+        return 0;
+    }
+
+    /** Warm runs; returns nbdkit's median throughput. */
+    private double warm(Path image, long size, ChunkerKind kind, Path work) throws Exception {
+        try (FileUpstream up = new FileUpstream(image);
+             Chunker c = kind.create(up, SparseCache.create(work.resolve("warm.cache"), size), ChunkerOptions.DEFAULTS);
+             NbdServer ours = NbdServer.builder().export(NbdExport.readOnly("bench", c))
+                     .listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0)).start();
+             Nbdkit kit = Nbdkit.start(image)) {
+            long t0 = System.nanoTime();
+            for (long pos = 0; pos < size; pos += 32 << 20) {
+                c.slice(pos, Math.min(32 << 20, size - pos));
+            }
+            // A chunk is marked present once all of it has landed, which may follow the read by a moment.
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (!c.cache().isCached(0, size)) {
+                if (System.nanoTime() > deadline) {
+                    throw new IllegalStateException("the cache is not full a minute after reading the whole image");
+                }
+                LockSupport.parkNanos(5_000_000);
+            }
+            System.out.printf("filled our cache (%s chunker) in %.2f s: %,d MiB%n%n", kind.label(),
+                    (System.nanoTime() - t0) / 1e9, size >> 20);
+            String oursUri = ours.uri("bench");
+            copy(oursUri);
+            copy(kit.uri());
+            double[] o = new double[rounds];
+            double[] k = new double[rounds];
+            System.out.printf("%-6s %12s %12s %8s%n", "round", "lazyblock", "nbdkit", "ratio");
+            for (int r = 0; r < rounds; r++) {
+                if (r % 2 == 0) {
+                    o[r] = mibPerSecond(size, copy(oursUri));
+                    k[r] = mibPerSecond(size, copy(kit.uri()));
+                } else {
+                    k[r] = mibPerSecond(size, copy(kit.uri()));
+                    o[r] = mibPerSecond(size, copy(oursUri));
+                }
+                System.out.printf("%-6d %,12.0f %,12.0f %8.2f%n", r + 1, o[r], k[r], o[r] / k[r]);
+            }
+            double om = median(o);
+            double km = median(k);
+            System.out.printf("%-6s %,12.0f %,12.0f %8.2f%n", "median", om, km, om / km);
+            System.out.printf("%-6s %,12.0f %,12.0f %8.2f%n%n", "best", max(o), max(k), max(o) / max(k));
+            NbdServer.Stats s = ours.stats();
+            System.out.printf("our server: %,d connections, %,d requests, %,d MiB sent%n%n", s.connections(), s.requests(),
+                    s.bytesRead() >> 20);
+            return km;
+        }
+    }
+
+    private void cold(Path image, long size, Path work, double kitMedian) throws Exception {
+        LatencyModel model = LatencyModel.NFS;
+        System.out.printf("Cold cache behind the NFS model (%.0f ms to first byte + %.0f MB/s per request; requests in"
+                        + " parallel do not share bandwidth), one copy per chunker, fresh cache each:%n%n",
+                model.ttfbNanos() / 1e6, model.bytesPerSecond() / 1e6);
+        System.out.printf("%-14s %10s %8s %14s %10s %10s%n", "chunker", "MiB/s", "s", "vs nbdkit warm", "requests",
+                "remote MiB");
+        for (ChunkerKind k : ChunkerKind.values()) {
+            try (FileUpstream file = new FileUpstream(image);
+                 SimulatedUpstream up = new SimulatedUpstream(file, model);
+                 Chunker c = k.create(up, SparseCache.create(work.resolve("cold-" + k.label() + ".cache"), size),
+                         ChunkerOptions.DEFAULTS);
+                 NbdServer ours = NbdServer.builder().export(NbdExport.readOnly("bench", c))
+                         .listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0)).start()) {
+                double seconds = copy(ours.uri("bench"));
+                double rate = mibPerSecond(size, seconds);
+                System.out.printf("%-14s %,10.0f %8.2f %14.2f %,10d %,10d%n", k.label(), rate, seconds, rate / kitMedian,
+                        up.requestCount(), up.bytesServed() >> 20);
+            }
+        }
+        System.out.println();
+    }
+
+    /** Runs nbdcopy URI null: and returns the seconds it took. */
+    private static double copy(String uri) throws IOException, InterruptedException {
+        long t0 = System.nanoTime();
+        Process p = new ProcessBuilder("nbdcopy", uri, "null:").redirectErrorStream(true)
+                .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
+        byte[] out;
+        try (InputStream in = p.getInputStream()) {
+            out = in.readAllBytes();
+        }
+        if (!p.waitFor(PROCESS_TIMEOUT_S, TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            throw new IOException("nbdcopy " + uri + " did not finish in " + PROCESS_TIMEOUT_S + " s");
+        }
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        if (p.exitValue() != 0) {
+            throw new IOException("nbdcopy " + uri + " failed (" + p.exitValue() + "): "
+                    + new String(out, StandardCharsets.UTF_8));
+        }
+        return seconds;
+    }
+
+    /** nbdkit's file plugin, read-only, on a free loopback port; stopped on close. */
+    private record Nbdkit(Process process, int port) implements AutoCloseable {
+        static Nbdkit start(Path image) throws IOException, InterruptedException {
+            int port;
+            try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+                port = s.getLocalPort();
+            }
+            Process p = new ProcessBuilder("nbdkit", "-f", "-r", "--exit-with-parent", "-i", "127.0.0.1",
+                    "-p", Integer.toString(port), "file", image.toString())
+                    .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (true) {
+                try {
+                    new Socket(InetAddress.getLoopbackAddress(), port).close();
+                    return new Nbdkit(p, port);
+                } catch (IOException notYet) {
+                    if (!p.isAlive() || System.nanoTime() > deadline) {
+                        p.destroyForcibly();
+                        throw new IOException("nbdkit did not start listening on port " + port + " within 10 s");
+                    }
+                    LockSupport.parkNanos(20_000_000);
+                }
+            }
+        }
+
+        String uri() {
+            return "nbd://127.0.0.1:" + port + "/";
+        }
+
+        @Override
+        public void close() {
+            process.destroy();
+            try {
+                if (!process.waitFor(10, TimeUnit.SECONDS)) {
+                    process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+                }
+            } catch (InterruptedException e) {
+                process.destroyForcibly();
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    private static void writeImage(Path image, long size) throws IOException {
+        SplittableRandom rnd = new SplittableRandom(1);
+        byte[] mib = new byte[1 << 20];
+        try (FileChannel out = FileChannel.open(image, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+            for (long off = 0; off < size; off += mib.length) {
+                rnd.nextBytes(mib);
+                ByteBuffer b = ByteBuffer.wrap(mib, 0, (int) Math.min(mib.length, size - off));
+                while (b.hasRemaining()) {
+                    out.write(b, off + b.position());
+                }
+            }
+        }
+    }
+
+    private static void readAll(Path image) throws IOException {
+        try (FileChannel in = FileChannel.open(image)) {
+            ByteBuffer b = ByteBuffer.allocateDirect(8 << 20);
+            long pos = 0;
+            while (true) {
+                b.clear();
+                int n = in.read(b, pos);
+                if (n < 0) {
+                    return;
+                }
+                pos += n;
+            }
+        }
+    }
+
+    private static double mibPerSecond(long bytes, double seconds) {
+        return bytes / (double) (1 << 20) / seconds;
+    }
+
+    private static double median(double[] v) {
+        double[] s = v.clone();
+        Arrays.sort(s);
+        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+    }
+
+    private static double max(double[] v) {
+        return Arrays.stream(v).max().orElse(0);
+    }
+
+    static boolean onPath(String tool) {
+        for (String d : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator)) {
+            if (!d.isEmpty() && Files.isExecutable(Path.of(d, tool))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static String firstLine(String... command) {
+        try {
+            Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            p.waitFor(10, TimeUnit.SECONDS);
+            return out.lines().findFirst().orElse(command[0]).strip();
+        } catch (IOException | InterruptedException e) {
+            return command[0];
+        }
+    }
+}

@@ -1,0 +1,342 @@
+package dev.lazyblock.cli;
+
+import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.chunker.ChunkerKind;
+import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.device.Device;
+import dev.lazyblock.device.LayeredImage;
+import dev.lazyblock.device.Overlay;
+import dev.lazyblock.metrics.CountingMetrics;
+import dev.lazyblock.nbd.NbdExport;
+import dev.lazyblock.nbd.NbdServer;
+import dev.lazyblock.upstream.DirectoryStore;
+import dev.lazyblock.upstream.ObjectStore;
+import dev.lazyblock.upstream.Upstream;
+import dev.lazyblock.upstream.UpstreamProvider;
+import dev.lazyblock.upstream.Upstreams;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Locale;
+import java.util.ServiceLoader;
+import java.util.UUID;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * Serves an image over NBD until SIGINT or SIGTERM: a raw image through a chunker and a sparse
+ * cache, or a layered image through its header; writable through a copy-on-write overlay.
+ */
+@Command(name = "serve", mixinStandardHelpOptions = true,
+        description = {"Serves IMAGE over NBD, fetching what clients read on demand into a local sparse cache.",
+                "IMAGE is a path, a file://, https:// or s3:// URL (s3:// when the lazyblock-s3 module is on the",
+                "class path), of a raw image or of a layered image's header (--layered, or a name ending in .header).",
+                "Prints the URI clients should use; stops cleanly on Ctrl-C or SIGTERM and prints cache statistics."},
+        footer = {"", "Examples:",
+                "  lazyblock serve rootfs.ext4",
+                "  lazyblock serve https://example.com/images/rootfs.ext4 --export rootfs --listen 127.0.0.1:10810",
+                "  lazyblock serve /srv/layers/vm1/1b4e28ba-2fa1-11d2-883f-0016d3cca427.header --writable",
+                "then, from another shell:",
+                "  nbdinfo nbd://127.0.0.1:10809/rootfs.ext4",
+                "  qemu-img info -f raw nbd://127.0.0.1:10809/rootfs.ext4"})
+final class ServeCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "IMAGE", description = "Path or URL of a raw image or a layer header.")
+    String image;
+
+    @Option(names = "--export", paramLabel = "NAME",
+            description = "Export name (default: the image's file name, without .header).")
+    String exportName;
+
+    @Option(names = "--writable", description = "Accept writes, into a copy-on-write overlay (the image is never written).")
+    boolean writable;
+
+    @Option(names = "--listen", paramLabel = "HOST:PORT", defaultValue = "127.0.0.1:10809",
+            description = "Address to listen on (default ${DEFAULT-VALUE}; port 0 picks a free one).")
+    String listen;
+
+    @Option(names = "--chunker", defaultValue = "request-first",
+            description = "How misses are fetched: request-first, streaming or full-fetch (default ${DEFAULT-VALUE}).")
+    String chunker;
+
+    @Option(names = "--cache-dir", paramLabel = "DIR",
+            description = "Where cache files go (default: a new directory under the temp directory). They are "
+                    + "unlinked as soon as they are created.")
+    Path cacheDir;
+
+    @Option(names = "--layered", description = "IMAGE is a layered image's header, whatever its name.")
+    boolean layered;
+
+    /** Counted down once the server listens (for tests). */
+    final CountDownLatch started = new CountDownLatch(1);
+    /** The running server (for tests). */
+    volatile NbdServer server;
+    private final CountDownLatch stop = new CountDownLatch(1);
+    private final CountDownLatch done = new CountDownLatch(1);
+
+    /** Stops a running {@code serve} as SIGTERM would. */
+    void stop() {
+        stop.countDown();
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        PrintStream out = System.out;
+        ChunkerKind kind;
+        InetSocketAddress address;
+        try {
+            kind = ChunkerKind.parse(chunker);
+            address = parseListen(listen);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock serve: " + e.getMessage());
+            return 2;
+        }
+        String name = exportName != null ? exportName : defaultExportName(image);
+        try {
+            NbdExport.validateName(name);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock serve: " + e.getMessage() + " (choose one with --export)");
+            return 2;
+        }
+        boolean ownDir = cacheDir == null;
+        Path caches = ownDir ? Files.createTempDirectory("lazyblock-serve") : Files.createDirectories(cacheDir);
+        CountingMetrics metrics = new CountingMetrics();
+        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics);
+        List<AutoCloseable> closeLast = new ArrayList<>();
+        Thread hook = null;
+        try {
+            Source src = open(image, layered || isHeader(image), caches, kind, options, closeLast);
+            Device device = src.device();
+            Overlay overlay = null;
+            NbdExport export;
+            if (writable) {
+                overlay = new Overlay(device, SparseCache.create(caches.resolve("overlay-" + UUID.randomUUID() + ".cache"),
+                        device.size(), device.blockSize(), device.blockSize()));
+                closeLast.addFirst(overlay);
+                export = NbdExport.writable(name, overlay);
+            } else {
+                export = NbdExport.readOnly(name, device);
+            }
+            export = export.withDescription("lazyblock: " + src.description());
+            server = NbdServer.builder().export(export).listen(address).start();
+            Thread main = Thread.currentThread();
+            hook = new Thread(() -> {
+                stop.countDown();
+                try {
+                    // Let the serving thread close the server and print the statistics first.
+                    done.await(NbdServer.DEFAULT_DRAIN_TIMEOUT.toSeconds() + 10, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }, "lazyblock-serve-shutdown");
+            Runtime.getRuntime().addShutdownHook(hook);
+
+            out.printf("serving %s: %,d bytes, %s, %s chunker, %s%n", src.description(), device.size(),
+                    writable ? "writable (copy-on-write overlay)" : "read-only", kind.label(), "cache in " + caches);
+            if (!address.getAddress().isLoopbackAddress()) {
+                out.println("warning: listening on " + address + ", beyond this machine; NBD has no authentication here");
+            }
+            out.println("export '" + name + "' at " + server.uri(name));
+            out.println("  nbdinfo " + server.uri(name));
+            out.println("  qemu-img info -f raw " + server.uri(name));
+            out.println("Ctrl-C or SIGTERM stops the server.");
+            out.flush();
+            started.countDown();
+            stop.await();
+
+            server.close();
+            out.println();
+            out.println("stopped. " + statistics(server.stats(), metrics, src.chunkers(), overlay));
+            out.flush();
+            return 0;
+        } finally {
+            started.countDown();
+            for (AutoCloseable c : closeLast) {
+                try {
+                    c.close();
+                } catch (Exception e) {
+                    System.err.println("lazyblock serve: closing " + c + ": " + e);
+                }
+            }
+            if (ownDir) {
+                deleteTree(caches);
+            }
+            done.countDown();
+            if (hook != null) {
+                try {
+                    Runtime.getRuntime().removeShutdownHook(hook);
+                } catch (IllegalStateException shuttingDown) {
+                    // the hook is what stopped us
+                }
+            }
+        }
+    }
+
+    /** What is served, what closes it, and the chunkers whose caches the statistics describe. */
+    record Source(Device device, String description, List<Chunker> chunkers) {}
+
+    static Source open(String image, boolean header, Path caches, ChunkerKind kind, ChunkerOptions options,
+                       List<AutoCloseable> closeLast) throws IOException {
+        if (header) {
+            StoreAndKey sk = storeOf(image);
+            closeLast.add(sk.store());
+            LayeredImage li = LayeredImage.open(sk.store(), sk.key(), caches, kind, options);
+            closeLast.addFirst(li);
+            List<Chunker> chunkers = li.chunkers().stream().filter(c -> c != null).toList();
+            return new Source(li, "layered image " + li.header().buildId() + " (" + li.header().builds().size()
+                    + " builds, " + li.header().mappings().size() + " mappings) from " + sk.store().name(), chunkers);
+        }
+        Upstream up = Upstreams.open(image);
+        closeLast.add(up);
+        long size = up.size();
+        Chunker c = kind.create(up, SparseCache.create(caches.resolve("image-" + UUID.randomUUID() + ".cache"), size),
+                options);
+        closeLast.addFirst(c);
+        return new Source(c, up.name(), List.of(c));
+    }
+
+    record StoreAndKey(ObjectStore store, String key) {}
+
+    private static final Pattern SCHEME = Pattern.compile("^([A-Za-z][A-Za-z0-9+.-]*)://");
+
+    /** The store a header lives in and its key there: its directory for a path, a provider for s3://. */
+    static StoreAndKey storeOf(String image) throws IOException {
+        Matcher m = SCHEME.matcher(image);
+        String scheme = m.find() ? m.group(1).toLowerCase(Locale.ROOT) : "file";
+        switch (scheme) {
+            case "file" -> {
+                Path p = image.regionMatches(true, 0, "file:", 0, 5) ? Path.of(URI.create(image)) : Path.of(image);
+                p = p.toAbsolutePath().normalize();
+                return new StoreAndKey(new DirectoryStore(p.getParent()), p.getFileName().toString());
+            }
+            case "http", "https" -> {
+                URI uri = URI.create(image);
+                String path = uri.getRawPath();
+                int slash = path.lastIndexOf('/');
+                URI base = uri.resolve(path.substring(0, slash + 1));
+                return new StoreAndKey(new HttpStore(base), path.substring(slash + 1));
+            }
+            default -> {
+                for (UpstreamProvider p : ServiceLoader.load(UpstreamProvider.class)) {
+                    if (p.schemes().contains(scheme)) {
+                        UpstreamProvider.StoreAndKey sk = p.store(image);
+                        return new StoreAndKey(sk.store(), sk.key());
+                    }
+                }
+                throw new IllegalArgumentException("no store for " + scheme + ":// URLs on the class path"
+                        + (scheme.equals("s3") ? " (the lazyblock-s3 module carries it)" : ""));
+            }
+        }
+    }
+
+    static boolean isHeader(String image) {
+        String path = image.contains("://") ? URI.create(image).getPath() : image;
+        return path != null && path.endsWith(".header");
+    }
+
+    /** The image's last path segment, without {@code .header}; "image" if that is not a usable name. */
+    static String defaultExportName(String image) {
+        String path = image;
+        if (image.contains("://")) {
+            try {
+                path = URI.create(image).getPath();
+            } catch (IllegalArgumentException e) {
+                path = "";
+            }
+        }
+        path = path == null ? "" : path;
+        String last = path.substring(path.lastIndexOf('/') + 1);
+        if (last.endsWith(".header")) {
+            last = last.substring(0, last.length() - ".header".length());
+        }
+        try {
+            return last.isEmpty() ? "image" : NbdExport.validateName(last);
+        } catch (IllegalArgumentException e) {
+            return "image";
+        }
+    }
+
+    /** HOST:PORT, [IPv6]:PORT or :PORT (loopback). */
+    static InetSocketAddress parseListen(String s) {
+        int colon = s.lastIndexOf(':');
+        if (colon < 0) {
+            throw new IllegalArgumentException("--listen wants HOST:PORT, got '" + s + "'");
+        }
+        String host = s.substring(0, colon);
+        int port;
+        try {
+            port = Integer.parseInt(s.substring(colon + 1));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--listen: bad port in '" + s + "'");
+        }
+        if (port < 0 || port > 65535) {
+            throw new IllegalArgumentException("--listen: port " + port + " is out of range");
+        }
+        if (host.startsWith("[") && host.endsWith("]")) {
+            host = host.substring(1, host.length() - 1);
+        }
+        if (host.isEmpty()) {
+            return new InetSocketAddress(InetAddress.getLoopbackAddress(), port);
+        }
+        InetSocketAddress a = new InetSocketAddress(host, port);
+        if (a.isUnresolved()) {
+            throw new IllegalArgumentException("--listen: cannot resolve host '" + host + "'");
+        }
+        return a;
+    }
+
+    static String statistics(NbdServer.Stats s, CountingMetrics metrics, List<Chunker> chunkers, Overlay overlay)
+            throws IOException {
+        CountingMetrics.Snapshot m = metrics.snapshot();
+        StringBuilder b = new StringBuilder();
+        b.append(String.format("NBD: %,d connections, %,d requests, %,d bytes read, %,d bytes written, %,d errors%n",
+                s.connections(), s.requests(), s.bytesRead(), s.bytesWritten(), s.errors()));
+        b.append(String.format("reads: %,d cache hits (%,d bytes), %,d misses (%,d bytes); remote: %,d requests, "
+                        + "%,d bytes, %.1f ms average, %,d errors, %,d timeouts%n", m.hits(), m.hitBytes(), m.misses(),
+                m.missBytes(), m.remoteRequests(), m.remoteBytes(),
+                m.remoteRequests() == 0 ? 0.0 : m.remoteNanos() / 1e6 / m.remoteRequests(), m.fetchErrors(),
+                m.fetchTimeouts()));
+        for (Chunker c : chunkers) {
+            SparseCache cache = c.cache();
+            long present = cache.presence().cardinality() * cache.granularity();
+            b.append(String.format("cache: %,d of %,d bytes present (%.1f%%), %,d bytes on disk, presence map %,d bytes%n",
+                    Math.min(present, cache.size()), cache.size(),
+                    cache.size() == 0 ? 100.0 : 100.0 * Math.min(present, cache.size()) / cache.size(),
+                    cache.isClosed() ? 0 : cache.fileSize(), cache.presence().retainedBytes()));
+        }
+        if (overlay != null) {
+            SparseCache w = overlay.cache();
+            b.append(String.format("overlay: %,d blocks written (%,d bytes on disk)%n", w.presence().cardinality(),
+                    w.isClosed() ? 0 : w.fileSize()));
+        }
+        return b.toString().stripTrailing();
+    }
+
+    private static void deleteTree(Path dir) {
+        try (Stream<Path> s = Files.walk(dir)) {
+            s.sorted(Comparator.reverseOrder()).forEach(p -> {
+                try {
+                    Files.deleteIfExists(p);
+                } catch (IOException ignored) {
+                    // best effort: cache files are unlinked at creation anyway
+                }
+            });
+        } catch (IOException ignored) {
+            // best effort
+        }
+    }
+}

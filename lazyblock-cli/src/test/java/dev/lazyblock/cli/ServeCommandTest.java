@@ -1,0 +1,149 @@
+package dev.lazyblock.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lazyblock.device.LayerExporter;
+import dev.lazyblock.upstream.DirectoryStore;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/** {@code lazyblock serve}, in-process, against real NBD clients. */
+class ServeCommandTest {
+    @TempDir
+    Path dir;
+
+    /** A {@code serve} running on its own thread, its standard output captured. */
+    private static final class Running {
+        final ServeCommand command = new ServeCommand();
+        final ByteArrayOutputStream out = new ByteArrayOutputStream();
+        final Thread thread;
+        volatile int exit = -1;
+
+        Running(String... args) throws InterruptedException {
+            PrintStream saved = System.out;
+            System.setOut(new PrintStream(out, true));
+            try {
+                thread = Thread.ofPlatform().name("serve-test").start(
+                        () -> exit = new CommandLine(command).execute(args));
+                assertTrue(command.started.await(30, TimeUnit.SECONDS), "serve did not start within 30 s");
+            } finally {
+                System.setOut(saved);
+            }
+        }
+
+        String uri(String export) {
+            assertTrue(command.server != null, "serve did not start:\n" + out);
+            return command.server.uri(export);
+        }
+
+        String stop() throws InterruptedException {
+            command.stop();
+            assertTrue(thread.join(Duration.ofSeconds(120)), "serve did not stop within 120 s");
+            assertEquals(0, exit, out.toString());
+            return out.toString();
+        }
+    }
+
+    private Path randomFile(String name, int size, long seed) throws IOException {
+        byte[] b = new byte[size];
+        new SplittableRandom(seed).nextBytes(b);
+        Path p = dir.resolve(name);
+        Files.createDirectories(p.getParent());
+        Files.write(p, b);
+        return p;
+    }
+
+    @Test
+    void servesARawImageReadOnlyAndReportsTheCache() throws Exception {
+        Path image = randomFile("rootfs.ext4", 9 * (1 << 20) + 5, 1);
+        Running s = new Running(image.toString(), "--listen", "127.0.0.1:0", "--cache-dir", dir.resolve("c").toString());
+        String uri = s.uri("rootfs.ext4");
+        String info = ClientTools.run("nbdinfo", "--json", uri).output();
+        assertTrue(info.contains("\"export-size\": " + Files.size(image)), info);
+        assertTrue(info.contains("\"is_read_only\": true"), info);
+        Path copy = dir.resolve("copy");
+        ClientTools.run("nbdcopy", uri, copy.toString());
+        assertEquals(-1, Files.mismatch(image, copy));
+        String out = s.stop();
+        assertTrue(out.contains("export 'rootfs.ext4' at " + uri), out);
+        assertTrue(out.contains("nbdinfo " + uri), out);
+        assertTrue(out.contains("stopped."), out);
+        assertTrue(out.contains("cache: " + String.format("%,d", Files.size(image)) + " of"), out);
+        assertTrue(out.contains("(100.0%)"), out);
+    }
+
+    @Test
+    void servesALayeredImageWritable() throws Exception {
+        Path raw = randomFile("base.raw", 3 * (4 << 20) + 4096, 2);
+        LayerExporter.Layer base = LayerExporter.publishBase(raw, 4096, new DirectoryStore(dir.resolve("store")),
+                "images/vm1");
+        Path header = dir.resolve("store").resolve(base.headerKey());
+        Running s = new Running(header.toString(), "--writable", "--export", "vm1", "--listen", "127.0.0.1:0",
+                "--chunker", "streaming");
+        String uri = s.uri("vm1");
+        String w = ClientTools.run("qemu-io", "-f", "raw", "-c", "write -P 0x5a 4190000 9000", "-c",
+                "read -P 0x5a 4190000 9000", uri).output();
+        assertFalse(w.contains("Pattern verification failed"), w);
+        String r = ClientTools.run("qemu-io", "-f", "raw", "-c", "read -P 0x5a 4190000 9000", uri).output();
+        assertFalse(r.contains("Pattern verification failed"), r);
+        String out = s.stop();
+        assertTrue(out.contains("layered image"), out);
+        assertTrue(out.contains("writable"), out);
+        assertTrue(out.contains("overlay: 4 blocks written"), out);
+        assertEquals(-1, Files.mismatch(raw, dir.resolve("store").resolve(base.diffKey())), "the base was written");
+    }
+
+    @Test
+    void servesOverHttpRawAndLayered() throws Exception {
+        Path raw = randomFile("web/disk.img", 5 * (1 << 20) + 77, 3);
+        LayerExporter.Layer base = LayerExporter.publishBase(raw, 4096, new DirectoryStore(dir.resolve("web")), "layers");
+        try (RangeHttpServer http = new RangeHttpServer(dir.resolve("web"))) {
+            Running s = new Running(http.url("disk.img"), "--listen", "127.0.0.1:0");
+            Path copy = dir.resolve("http.copy");
+            ClientTools.run("nbdcopy", s.uri("disk.img"), copy.toString());
+            assertEquals(-1, Files.mismatch(raw, copy));
+            s.stop();
+
+            String id = base.header().buildId().toString();
+            Running l = new Running(http.url(base.headerKey()), "--listen", "127.0.0.1:0");
+            Path copy2 = dir.resolve("http-layered.copy");
+            ClientTools.run("nbdcopy", l.uri(id), copy2.toString());
+            assertEquals(-1, Files.mismatch(raw, copy2));
+            assertTrue(l.stop().contains("layered image " + id), "default export name: the header's build id");
+        }
+    }
+
+    @Test
+    void badArgumentsExitWithTwo() {
+        assertEquals(2, new CommandLine(new ServeCommand()).execute("x.img", "--chunker", "nope"));
+        assertEquals(2, new CommandLine(new ServeCommand()).execute("x.img", "--listen", "nocolon"));
+        assertEquals(2, new CommandLine(new ServeCommand()).execute("x.img", "--export", "a/../b"));
+    }
+
+    @Test
+    void argumentHelpers() {
+        assertEquals(new InetSocketAddress("127.0.0.1", 10809), ServeCommand.parseListen("127.0.0.1:10809"));
+        assertEquals(0, ServeCommand.parseListen(":0").getPort());
+        assertTrue(ServeCommand.parseListen(":0").getAddress().isLoopbackAddress());
+        assertEquals(new InetSocketAddress("::1", 5), ServeCommand.parseListen("[::1]:5"));
+        assertEquals("rootfs.ext4", ServeCommand.defaultExportName("/srv/rootfs.ext4"));
+        assertEquals("rootfs.ext4", ServeCommand.defaultExportName("https://h/x/rootfs.ext4?X-Amz-Signature=s"));
+        assertEquals("abc", ServeCommand.defaultExportName("s3://bucket/vm/abc.header"));
+        assertEquals("image", ServeCommand.defaultExportName("https://h/"));
+        assertTrue(ServeCommand.isHeader("s3://b/k/x.header"));
+        assertTrue(ServeCommand.isHeader("/a/b.header"));
+        assertFalse(ServeCommand.isHeader("https://h/a.img?x=.header"));
+    }
+}

@@ -1,0 +1,333 @@
+package dev.lazyblock.nbd;
+
+import java.io.IOException;
+import java.net.Inet6Address;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.StandardSocketOptions;
+import java.nio.channels.ClosedChannelException;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.LongAdder;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A network block device server (the NBD protocol's fixed newstyle handshake and transmission
+ * phase) over lazyblock {@link dev.lazyblock.device.Device}s, for real clients: the kernel's
+ * {@code nbd-client}, qemu, libnbd's {@code nbdinfo}/{@code nbdcopy}.
+ *
+ * <pre>{@code
+ * try (NbdServer server = NbdServer.builder()
+ *         .export(NbdExport.readOnly("rootfs", chunker))
+ *         .listen(new InetSocketAddress("127.0.0.1", 10809))
+ *         .start()) {
+ *     System.out.println(server.uri("rootfs"));   // nbd://127.0.0.1:10809/rootfs
+ *     ...
+ * }
+ * }</pre>
+ *
+ * <p>Negotiation: NBD_OPT_GO/INFO (export size and flags, block sizes 1 / 4096 / 32 MiB, name,
+ * description), LIST, ABORT, EXPORT_NAME, STRUCTURED_REPLY, LIST/SET_META_CONTEXT with
+ * {@code base:allocation}; every other option gets NBD_REP_ERR_UNSUP. Commands: READ, WRITE,
+ * WRITE_ZEROES, TRIM, FLUSH, CACHE, BLOCK_STATUS, DISC. Every connection is served by virtual
+ * threads, one per request, so a connection keeps many requests in flight and replies complete
+ * out of order. Binds to 127.0.0.1:10809 unless told otherwise. The server does not own its
+ * exports' devices: close them after the server.
+ */
+public final class NbdServer implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(NbdServer.class);
+
+    /** The IANA port of NBD. */
+    public static final int DEFAULT_PORT = 10809;
+    public static final Duration DEFAULT_HANDSHAKE_TIMEOUT = Duration.ofSeconds(30);
+    /** How long a closing connection waits for its requests: above a chunk's fetch timeout (60 s). */
+    public static final Duration DEFAULT_DRAIN_TIMEOUT = Duration.ofSeconds(90);
+    /** Payload bytes (plus 4 KiB per request) one connection may have in flight. */
+    public static final int DEFAULT_CONNECTION_BUDGET = 64 << 20;
+
+    /** Counters over the server's life. */
+    public record Stats(long connections, int open, long requests, long bytesRead, long bytesWritten, long errors) {}
+
+    static final class Counters {
+        final LongAdder connections = new LongAdder();
+        final LongAdder requests = new LongAdder();
+        final LongAdder bytesRead = new LongAdder();
+        final LongAdder bytesWritten = new LongAdder();
+        final LongAdder errors = new LongAdder();
+    }
+
+    private final Map<String, NbdExport> exports;
+    private final NbdExport defaultExport;
+    private final InetSocketAddress requested;
+    private final Duration handshakeTimeout;
+    private final Duration drainTimeout;
+    private final int connectionBudget;
+    final Counters stats = new Counters();
+    private final BufferPool pool = new BufferPool();
+    private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
+    private final ScheduledThreadPoolExecutor timer = new ScheduledThreadPoolExecutor(1,
+            Thread.ofPlatform().daemon().name("nbd-timer").factory());
+
+    private ServerSocketChannel listener;
+    private Thread acceptor;
+    private volatile boolean closing;
+
+    private NbdServer(Builder b) {
+        timer.setRemoveOnCancelPolicy(true); // a handshake that finishes takes its timeout out of the queue
+        this.exports = new LinkedHashMap<>(b.exports);
+        this.defaultExport = b.exports.values().iterator().next();
+        this.requested = b.address;
+        this.handshakeTimeout = b.handshakeTimeout;
+        this.drainTimeout = b.drainTimeout;
+        this.connectionBudget = b.connectionBudget;
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** Configures and starts a server. */
+    public static final class Builder {
+        private final Map<String, NbdExport> exports = new LinkedHashMap<>();
+        private InetSocketAddress address = new InetSocketAddress(InetAddress.getLoopbackAddress(), DEFAULT_PORT);
+        private Duration handshakeTimeout = DEFAULT_HANDSHAKE_TIMEOUT;
+        private Duration drainTimeout = DEFAULT_DRAIN_TIMEOUT;
+        private int connectionBudget = DEFAULT_CONNECTION_BUDGET;
+
+        private Builder() {}
+
+        /** Adds an export; the first one added is also the default export (the empty name). */
+        public Builder export(NbdExport e) {
+            Objects.requireNonNull(e, "export");
+            if (e.name().isEmpty()) {
+                throw new IllegalArgumentException("the empty name is the default export (the first one added): "
+                        + "give every export a name");
+            }
+            if (exports.putIfAbsent(e.name(), e) != null) {
+                throw new IllegalArgumentException("two exports named '" + e.name() + "'");
+            }
+            return this;
+        }
+
+        /** Where to listen (default 127.0.0.1:10809); port 0 picks a free port. */
+        public Builder listen(InetSocketAddress a) {
+            this.address = Objects.requireNonNull(a, "address");
+            return this;
+        }
+
+        /** A client that has not chosen an export by then is disconnected (default 30 s). */
+        public Builder handshakeTimeout(Duration d) {
+            this.handshakeTimeout = positive(d, "handshake timeout");
+            return this;
+        }
+
+        /** How long a closing connection waits for its requests in flight (default 90 s). */
+        public Builder drainTimeout(Duration d) {
+            this.drainTimeout = positive(d, "drain timeout");
+            return this;
+        }
+
+        /** Payload bytes one connection may have in flight (default 64 MiB, at least 2 x 32 MiB + 8 KiB). */
+        public Builder connectionBudget(int bytes) {
+            if (bytes < 2 * (Nbd.MAX_PAYLOAD + 4096)) {
+                throw new IllegalArgumentException("a connection budget must hold two maximum requests ("
+                        + 2 * (Nbd.MAX_PAYLOAD + 4096) + " bytes), got " + bytes);
+            }
+            this.connectionBudget = bytes;
+            return this;
+        }
+
+        private static Duration positive(Duration d, String what) {
+            if (d.isNegative() || d.isZero()) {
+                throw new IllegalArgumentException(what + " must be positive, got " + d);
+            }
+            return d;
+        }
+
+        /** Binds and starts accepting clients. */
+        public NbdServer start() throws IOException {
+            if (exports.isEmpty()) {
+                throw new IllegalStateException("an NBD server needs at least one export");
+            }
+            NbdServer s = new NbdServer(this);
+            s.bind();
+            return s;
+        }
+    }
+
+    private void bind() throws IOException {
+        listener = ServerSocketChannel.open();
+        try {
+            listener.setOption(StandardSocketOptions.SO_REUSEADDR, true);
+            listener.bind(requested, 128);
+        } catch (IOException e) {
+            listener.close();
+            throw new IOException("cannot listen on " + requested + ": " + e.getMessage(), e);
+        }
+        acceptor = Thread.ofPlatform().daemon().name("nbd-accept-" + port()).start(this::acceptLoop);
+        log.debug("NBD server listening on {} with exports {}", address(), exports.keySet());
+    }
+
+    private void acceptLoop() {
+        while (!closing) {
+            SocketChannel ch;
+            try {
+                ch = listener.accept();
+            } catch (ClosedChannelException e) {
+                return;
+            } catch (IOException e) {
+                if (!closing) {
+                    log.warn("accept failed: {}", e.toString());
+                }
+                continue;
+            }
+            try {
+                ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
+                Connection c = new Connection(this, ch, pool, connectionBudget);
+                connections.add(c);
+                stats.connections.increment();
+                if (closing) {
+                    c.closeChannel();
+                    connections.remove(c);
+                    continue;
+                }
+                Thread.ofVirtual().name("nbd-conn").start(c);
+            } catch (IOException | RuntimeException e) {
+                log.warn("cannot serve a new connection: {}", e.toString());
+                try {
+                    ch.close();
+                } catch (IOException ignored) {
+                    // already failing
+                }
+            }
+        }
+    }
+
+    /** The address the server listens on (the real port when asked for port 0). */
+    public InetSocketAddress address() {
+        try {
+            return (InetSocketAddress) listener.getLocalAddress();
+        } catch (IOException e) {
+            return requested;
+        }
+    }
+
+    public int port() {
+        return address().getPort();
+    }
+
+    /** The URI a client should use for {@code exportName}, e.g. {@code nbd://127.0.0.1:10809/rootfs}. */
+    public String uri(String exportName) {
+        InetSocketAddress a = address();
+        InetAddress ip = a.getAddress();
+        String host = ip == null ? a.getHostString() : ip.getHostAddress();
+        if (ip instanceof Inet6Address) {
+            int zone = host.indexOf('%');
+            host = "[" + (zone < 0 ? host : host.substring(0, zone)) + "]";
+        }
+        return "nbd://" + host + ":" + a.getPort() + "/" + encodePath(exportName);
+    }
+
+    /** Percent-encodes everything but RFC 3986 unreserved characters and '/'. */
+    static String encodePath(String name) {
+        StringBuilder out = new StringBuilder();
+        for (byte b : name.getBytes(StandardCharsets.UTF_8)) {
+            int c = b & 0xff;
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || "-._~/".indexOf(c) >= 0) {
+                out.append((char) c);
+            } else {
+                out.append('%').append(Character.toUpperCase(Character.forDigit(c >> 4, 16)))
+                        .append(Character.toUpperCase(Character.forDigit(c & 15, 16)));
+            }
+        }
+        return out.toString();
+    }
+
+    public List<NbdExport> exports() {
+        return new ArrayList<>(exports.values());
+    }
+
+    /** The export a client's name selects ("" is the default export), or null. */
+    NbdExport find(String name) {
+        return name.isEmpty() ? defaultExport : exports.get(name);
+    }
+
+    public Stats stats() {
+        return new Stats(stats.connections.sum(), connections.size(), stats.requests.sum(), stats.bytesRead.sum(),
+                stats.bytesWritten.sum(), stats.errors.sum());
+    }
+
+    boolean isClosing() {
+        return closing;
+    }
+
+    Duration drainTimeout() {
+        return drainTimeout;
+    }
+
+    ScheduledFuture<?> scheduleHandshakeTimeout(Connection c) {
+        return timer.schedule(c::handshakeTimedOut, handshakeTimeout.toNanos(), TimeUnit.NANOSECONDS);
+    }
+
+    ScheduledFuture<?> schedule(Runnable task, long seconds) {
+        return timer.schedule(task, seconds, TimeUnit.SECONDS);
+    }
+
+    void connectionEnded(Connection c) {
+        connections.remove(c);
+    }
+
+    /**
+     * Stops accepting, lets each connection finish the requests it has in flight (up to the
+     * drain timeout), then closes them. Idempotent.
+     */
+    @Override
+    public void close() {
+        if (closing) {
+            return;
+        }
+        closing = true;
+        try {
+            listener.close();
+        } catch (IOException ignored) {
+            // closing anyway
+        }
+        for (Connection c : connections) {
+            c.shutdown();
+        }
+        long deadline = System.nanoTime() + drainTimeout.toNanos() + TimeUnit.SECONDS.toNanos(1);
+        for (Connection c : connections) {
+            try {
+                c.awaitEnd(deadline - System.nanoTime());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            c.closeChannel(); // already closed if it ended; if it had not started yet, it ends now
+        }
+        try {
+            acceptor.join(Duration.ofSeconds(5));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        timer.shutdownNow();
+        log.debug("NBD server on {} closed: {}", requested, stats());
+    }
+
+    @Override
+    public String toString() {
+        return "NbdServer[" + (listener == null ? requested : address()) + ", exports " + exports.keySet() + "]";
+    }
+}
