@@ -43,14 +43,16 @@ import picocli.CommandLine.Parameters;
  * cache, or a layered image through its header; writable through a copy-on-write overlay.
  */
 @Command(name = "serve", mixinStandardHelpOptions = true,
-        description = {"Serves IMAGE over NBD, fetching what clients read on demand into a local sparse cache.",
-                "IMAGE is a path, a file://, https:// or s3:// URL (s3:// when the lazyblock-s3 module is on the",
-                "class path), of a raw image or of a layered image's header (--layered, or a name ending in .header).",
-                "Prints the URI clients should use; stops cleanly on Ctrl-C or SIGTERM and prints cache statistics."},
+        description = {"Serves IMAGE over NBD; what clients read is fetched on demand into a cache.",
+                "IMAGE: a path, or a file://, https:// or s3:// URL (s3 needs lazyblock-s3),",
+                "of a raw image or of a layered image's header (--layered, or *.header).",
+                "Prints the URI for clients; Ctrl-C or SIGTERM stops it and prints cache",
+                "statistics."},
         footer = {"", "Examples:",
                 "  lazyblock serve rootfs.ext4",
-                "  lazyblock serve https://example.com/images/rootfs.ext4 --export rootfs --listen 127.0.0.1:10810",
-                "  lazyblock serve /srv/layers/vm1/1b4e28ba-2fa1-11d2-883f-0016d3cca427.header --writable",
+                "  lazyblock serve https://example.com/rootfs.ext4 --export rootfs",
+                "  lazyblock serve rootfs.ext4 --writable --listen 127.0.0.1:10810",
+                "  lazyblock serve /srv/layers/vm1/<build-id>.header --writable",
                 "then, from another shell:",
                 "  nbdinfo nbd://127.0.0.1:10809/rootfs.ext4",
                 "  qemu-img info -f raw nbd://127.0.0.1:10809/rootfs.ext4"})

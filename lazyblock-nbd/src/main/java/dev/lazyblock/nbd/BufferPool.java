@@ -1,6 +1,8 @@
 package dev.lazyblock.nbd;
 
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -19,16 +21,12 @@ final class BufferPool {
     private static final int MAX_SHIFT = 25;
     static final long RETAIN_BYTES = 16 << 20;
 
-    private final ConcurrentLinkedQueue<ByteBuffer>[] free;
-    private final AtomicInteger[] counts;
+    private final List<ConcurrentLinkedQueue<ByteBuffer>> free = new ArrayList<>();
+    private final AtomicInteger[] counts = new AtomicInteger[MAX_SHIFT - MIN_SHIFT + 1];
 
-    @SuppressWarnings("unchecked")
     BufferPool() {
-        int classes = MAX_SHIFT - MIN_SHIFT + 1;
-        free = new ConcurrentLinkedQueue[classes];
-        counts = new AtomicInteger[classes];
-        for (int i = 0; i < classes; i++) {
-            free[i] = new ConcurrentLinkedQueue<>();
+        for (int i = 0; i < counts.length; i++) {
+            free.add(new ConcurrentLinkedQueue<>());
             counts[i] = new AtomicInteger();
         }
     }
@@ -44,7 +42,7 @@ final class BufferPool {
     /** A buffer with position 0 and limit {@code size}. */
     ByteBuffer get(int size) {
         int c = classOf(size);
-        ByteBuffer b = free[c].poll();
+        ByteBuffer b = free.get(c).poll();
         if (b == null) {
             b = ByteBuffer.allocateDirect(1 << (c + MIN_SHIFT));
         } else {
@@ -61,7 +59,7 @@ final class BufferPool {
         int c = classOf(b.capacity());
         if (counts[c].get() < Math.max(2, RETAIN_BYTES >> (c + MIN_SHIFT))) {
             counts[c].incrementAndGet();
-            free[c].offer(b);
+            free.get(c).offer(b);
         }
     }
 }

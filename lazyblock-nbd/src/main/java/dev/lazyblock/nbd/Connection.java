@@ -501,7 +501,6 @@ final class Connection implements Runnable {
                     payload = pool.get((int) length);
                     in.readFully(payload);
                     payload.flip();
-                    server.stats.bytesWritten.add(length);
                 }
                 if (refusal != null) {
                     refuse(r, refusal);
@@ -613,6 +612,7 @@ final class Connection implements Runnable {
                 case CMD_READ -> read(r);
                 case CMD_WRITE -> {
                     export.overlay().writeAt(MemorySegment.ofBuffer(payload), r.offset());
+                    server.stats.bytesWritten.add(r.length());
                     sendSimple(r.cookie(), 0);
                 }
                 case CMD_WRITE_ZEROES -> {

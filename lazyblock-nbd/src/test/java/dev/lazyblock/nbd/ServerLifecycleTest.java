@@ -33,7 +33,8 @@ class ServerLifecycleTest {
 
             Thread closer = Thread.ofPlatform().start(server::close);
             Await.until(() -> {
-                try (var s = new java.net.Socket(InetAddress.getLoopbackAddress(), port)) {
+                try {
+                    new java.net.Socket(InetAddress.getLoopbackAddress(), port).close();
                     return false;
                 } catch (IOException refused) {
                     return true;
