@@ -96,10 +96,6 @@ final class Connection implements Runnable {
         this.peer = p;
     }
 
-    String peer() {
-        return peer;
-    }
-
     @Override
     public void run() {
         reader = Thread.currentThread();
