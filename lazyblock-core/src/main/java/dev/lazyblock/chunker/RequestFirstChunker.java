@@ -44,8 +44,6 @@ public final class RequestFirstChunker extends AbstractChunker {
         private final long[] ready;
         /** Guarded by {@link #lock}. */
         private int readyCount;
-        /** Guarded by {@link #lock}: readers not yet released, unordered (few per chunk). */
-        private final ArrayList<Waiter> waiters = new ArrayList<>(4);
         /** Guarded by {@link #lock}: priority ranges [from, to) in blocks, asked for but not launched. */
         private final ArrayList<long[]> pending = new ArrayList<>(2);
         /** Guarded by {@link #lock}: priority ranges launched. */
@@ -248,24 +246,6 @@ public final class RequestFirstChunker extends AbstractChunker {
                 }
             }
             return true;
-        }
-
-        @Override
-        void cancel(Waiter w) {
-            lock.lock();
-            try {
-                waiters.remove(w);
-            } finally {
-                lock.unlock();
-            }
-        }
-
-        @Override
-        void failWaiters(Throwable error) {
-            for (Waiter w : waiters) {
-                w.fail(error);
-            }
-            waiters.clear();
         }
     }
 }
