@@ -1,0 +1,193 @@
+/*
+ * Test helper for PageFaultHandlerTest (never part of the product): plays Firecracker's part.
+ * Creates a userfaultfd, maps anonymous memory and registers it (missing mode), connects to
+ * the handler's socket and sends the region list as JSON with the uffd as SCM_RIGHTS, then
+ * touches pages from several threads and checks every byte against the image file.
+ *
+ *   fake_vmm SOCKET IMAGE SIZE THREADS TOUCHES SEED BADPAGE
+ *
+ * BADPAGE (-1 for none): a page whose fault the handler must answer with SIGBUS.
+ * Prints one line "touched=N mismatches=M shared_ok=1 remove_zero=1 sigbus=S" and exits 0
+ * when every check held.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define PAGE 4096
+
+static uint8_t *mem, *image;
+static size_t size;
+static int touches;
+static uint64_t seed;
+static long badpage;
+static pthread_barrier_t barrier;
+static long mismatches, touched;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static __thread sigjmp_buf jump;
+static __thread volatile int armed;
+static volatile int sigbus_seen;
+
+static void on_sigbus(int sig) {
+    (void) sig;
+    if (armed) {
+        sigbus_seen = 1;
+        siglongjmp(jump, 1);
+    }
+    _exit(99);
+}
+
+static uint64_t next(uint64_t *s) {
+    *s += 0x9E3779B97F4A7C15ULL;
+    uint64_t z = *s;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static void check_page(size_t p) {
+    long bad = 0;
+    for (size_t i = 0; i < PAGE; i++) {
+        if (mem[p * PAGE + i] != image[p * PAGE + i]) {
+            bad++;
+        }
+    }
+    pthread_mutex_lock(&mu);
+    mismatches += bad;
+    touched++;
+    pthread_mutex_unlock(&mu);
+}
+
+static void *toucher(void *arg) {
+    uint64_t s = seed + (uintptr_t) arg * 7919;
+    size_t pages = size / PAGE;
+    /* Every thread faults the same first pages at once. */
+    pthread_barrier_wait(&barrier);
+    for (size_t p = 0; p < 4; p++) {
+        check_page(p);
+    }
+    for (int i = 0; i < touches; i++) {
+        size_t p = next(&s) % pages;
+        if ((long) p == badpage || p == pages - 1) {
+            continue;
+        }
+        check_page(p);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 8) {
+        fprintf(stderr, "usage: %s SOCKET IMAGE SIZE THREADS TOUCHES SEED BADPAGE\n", argv[0]);
+        return 2;
+    }
+    size = strtoull(argv[3], NULL, 10);
+    int threads = atoi(argv[4]);
+    touches = atoi(argv[5]);
+    seed = strtoull(argv[6], NULL, 10);
+    badpage = atol(argv[7]);
+
+    image = malloc(size);
+    int ifd = open(argv[2], O_RDONLY);
+    if (ifd < 0 || read(ifd, image, size) != (ssize_t) size) {
+        perror("image");
+        return 1;
+    }
+    close(ifd);
+
+    int uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (uffd < 0) {
+        perror("userfaultfd");
+        return 1;
+    }
+    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_THREAD_ID};
+    if (ioctl(uffd, UFFDIO_API, &api) < 0) {
+        perror("UFFDIO_API");
+        return 1;
+    }
+    mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct uffdio_register reg = {.range = {.start = (uintptr_t) mem, .len = size},
+                                  .mode = UFFDIO_REGISTER_MODE_MISSING};
+    if (mem == MAP_FAILED || ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
+        perror("register");
+        return 1;
+    }
+
+    int sock = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    strncpy(addr.sun_path, argv[1], sizeof addr.sun_path - 1);
+    if (connect(sock, (struct sockaddr *) &addr, sizeof addr) < 0) {
+        perror("connect");
+        return 1;
+    }
+    char json[512];
+    int len = snprintf(json, sizeof json,
+                       "[{\"base_host_virt_addr\": %lu, \"size\": %zu, \"offset\": 0, \"page_size\": %d}]",
+                       (unsigned long) (uintptr_t) mem, size, PAGE);
+    struct iovec iov = {.iov_base = json, .iov_len = len};
+    char control[CMSG_SPACE(sizeof(int))] = {0};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &uffd, sizeof(int));
+    if (sendmsg(sock, &msg, 0) < 0) {
+        perror("sendmsg");
+        return 1;
+    }
+
+    struct sigaction sa = {.sa_handler = on_sigbus};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+
+    pthread_barrier_init(&barrier, NULL, threads);
+    pthread_t t[64];
+    for (int i = 0; i < threads && i < 64; i++) {
+        pthread_create(&t[i], NULL, toucher, (void *) (uintptr_t) i);
+    }
+    for (int i = 0; i < threads && i < 64; i++) {
+        pthread_join(t[i], NULL);
+    }
+
+    /* A removed page must come back as zeros, not as the image's bytes. */
+    size_t last = size / PAGE - 1;
+    check_page(last);
+    madvise(mem + last * PAGE, PAGE, MADV_DONTNEED);
+    int remove_zero = 1;
+    for (size_t i = 0; i < PAGE; i++) {
+        if (mem[last * PAGE + i] != 0) {
+            remove_zero = 0;
+        }
+    }
+
+    int sigbus = 0;
+    if (badpage >= 0) {
+        armed = 1;
+        if (sigsetjmp(jump, 1) == 0) {
+            volatile uint8_t v = mem[badpage * PAGE];
+            (void) v;
+        }
+        armed = 0;
+        sigbus = sigbus_seen;
+    }
+    printf("touched=%ld mismatches=%ld remove_zero=%d sigbus=%d\n", touched, mismatches, remove_zero, sigbus);
+    fflush(stdout);
+    close(sock);
+    int ok = mismatches == 0 && remove_zero && (badpage < 0 || sigbus);
+    return ok ? 0 : 3;
+}

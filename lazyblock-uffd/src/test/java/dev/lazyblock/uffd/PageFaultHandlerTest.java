@@ -1,0 +1,157 @@
+package dev.lazyblock.uffd;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.chunker.ChunkerKind;
+import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.device.Device;
+import dev.lazyblock.upstream.FileUpstream;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The handler against the real kernel: a C program under src/test/c plays Firecracker (creates
+ * the userfaultfd, registers anonymous memory, sends fd + regions over the socket exactly as
+ * Firecracker does), then faults pages from several threads and checks every byte.
+ */
+class PageFaultHandlerTest {
+    static final int PAGE = 4096;
+    static final int SIZE = 16 << 20;
+
+    @TempDir
+    static Path work;
+    static Path vmm;
+    static Path image;
+    static byte[] bytes;
+
+    @BeforeAll
+    static void build() throws Exception {
+        vmm = work.resolve("fake_vmm");
+        Process cc = new ProcessBuilder("gcc", "-O2", "-Wall", "-pthread", "-o", vmm.toString(),
+                Path.of("src/test/c/fake_vmm.c").toAbsolutePath().toString()).redirectErrorStream(true).start();
+        String out = new String(cc.getInputStream().readAllBytes());
+        assertTrue(cc.waitFor(60, TimeUnit.SECONDS));
+        assertEquals(0, cc.exitValue(), "gcc failed: " + out);
+        bytes = new byte[SIZE];
+        new Random(11).nextBytes(bytes);
+        image = work.resolve("memory.img");
+        Files.write(image, bytes);
+    }
+
+    record Run(int exit, String output, PageFaultHandler.Stats stats) {}
+
+    private Run run(Device memory, int threads, int touches, long badPage) throws Exception {
+        Path socket = work.resolve("uffd-" + System.nanoTime() + ".sock");
+        PageFaultHandler handler = new PageFaultHandler(memory, socket);
+        CompletableFuture<PageFaultHandler.Stats> served = new CompletableFuture<>();
+        Thread serving = Thread.ofPlatform().name("uffd-handler").start(() -> {
+            try {
+                served.complete(handler.serve(Duration.ofSeconds(30)));
+            } catch (Throwable t) {
+                served.completeExceptionally(t);
+            }
+        });
+        Process p = null;
+        try {
+            // The handler creates the socket; wait (bounded) for it before the VMM connects.
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (!Files.exists(socket)) {
+                assertTrue(System.nanoTime() < deadline, "handler socket appeared");
+                Thread.onSpinWait();
+            }
+            p = new ProcessBuilder(vmm.toString(), socket.toString(), image.toString(), Integer.toString(SIZE),
+                    Integer.toString(threads), Integer.toString(touches), "5", Long.toString(badPage))
+                    .redirectErrorStream(true).start();
+            assertTrue(p.waitFor(1, TimeUnit.MINUTES), "fake VMM finished");
+            String out = new String(p.getInputStream().readAllBytes()).trim();
+            PageFaultHandler.Stats stats = served.get(30, TimeUnit.SECONDS);
+            return new Run(p.exitValue(), out, stats);
+        } finally {
+            if (p != null && p.isAlive()) {
+                p.destroyForcibly(); // never leave a VMM stuck on a fault behind
+            }
+            handler.stop();
+            serving.join(TimeUnit.SECONDS.toMillis(10));
+        }
+    }
+
+    private Chunker chunker(Path dir) throws IOException {
+        return ChunkerKind.REQUEST_FIRST.create(new FileUpstream(image), SparseCache.create(dir.resolve("mem.cache"), SIZE),
+                ChunkerOptions.DEFAULTS);
+    }
+
+    @Test
+    void faultsFromManyThreadsGetTheImagesBytesAndARemovedPageComesBackAsZeros(@TempDir Path dir) throws Exception {
+        try (Chunker memory = chunker(dir)) {
+            Run r = run(memory, 8, 400, -1);
+            assertEquals(0, r.exit(), r.output());
+            assertTrue(r.output().contains("mismatches=0") && r.output().contains("remove_zero=1"), r.output());
+            PageFaultHandler.Stats s = r.stats();
+            assertTrue(s.copies() > 0 && s.faults() >= s.copies(), s.toString());
+            assertTrue(s.removes() >= 1 && s.zeroPages() >= 1, "the removed page was served as zeros: " + s);
+            assertEquals(0, s.failures(), s.toString());
+        }
+    }
+
+    @Test
+    void aPageThatCannotBeReadSignalsTheFaultingThreadAndOthersAreStillServed(@TempDir Path dir) throws Exception {
+        long bad = 1000;
+        try (Chunker chunker = chunker(dir)) {
+            Device failing = new Device() {
+                @Override public long size() { return chunker.size(); }
+                @Override public int blockSize() { return chunker.blockSize(); }
+                @Override public long readAt(MemorySegment dst, long off) throws IOException {
+                    if (off == bad * PAGE) {
+                        throw new IOException("injected: the store lost page " + bad);
+                    }
+                    return chunker.readAt(dst, off);
+                }
+                @Override public void close() { }
+                @Override public String toString() { return "failing-device"; }
+            };
+            Run r = run(failing, 4, 200, bad);
+            assertEquals(0, r.exit(), r.output());
+            assertTrue(r.output().contains("sigbus=1") && r.output().contains("mismatches=0"), r.output());
+            assertEquals(1, r.stats().failures(), r.stats().toString());
+            assertTrue(r.stats().retries() >= PageFaultHandler.READ_ATTEMPTS - 1, r.stats().toString());
+        }
+    }
+
+    @Test
+    void noVmmWithinTheTimeoutIsAClearError(@TempDir Path dir) throws Exception {
+        try (Chunker memory = chunker(dir)) {
+            PageFaultHandler h = new PageFaultHandler(memory, dir.resolve("lonely.sock"));
+            IOException e = assertThrows(IOException.class, () -> h.serve(Duration.ofMillis(300)));
+            assertTrue(e.getMessage().contains("no VMM connected"), e.getMessage());
+            assertTrue(Files.notExists(dir.resolve("lonely.sock")), "socket removed");
+        }
+    }
+
+    @Test
+    void regionListsInBothFirecrackerSpellingsParse() {
+        List<GuestRegion> r = GuestRegion.parseAll("[{\"base_host_virt_addr\": 140000000000000, \"size\": 8192, "
+                + "\"offset\": 4096, \"page_size_kib\": 4096}, {\"size\":2097152,\"base_host_virt_addr\":2097152,"
+                + "\"offset\":0,\"page_size\":2097152}]");
+        assertEquals(2, r.size());
+        assertEquals(4096, r.get(0).pageSize());
+        assertEquals(2097152, r.get(1).pageSize());
+        assertThrows(IllegalArgumentException.class, () -> GuestRegion.parseAll("[{\"size\": 4096}]"));
+        assertThrows(IllegalArgumentException.class, () -> GuestRegion.parseAll("[{\"base_host_virt_addr\": 1, "
+                + "\"size\": 4096, \"offset\": 0, \"page_size\": 4096}]"));
+        assertThrows(IllegalArgumentException.class, () -> GuestRegion.parseAll("[ {\"size\": -1} ]"));
+    }
+}
