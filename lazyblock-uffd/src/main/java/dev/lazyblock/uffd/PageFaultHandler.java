@@ -13,7 +13,6 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ConcurrentSkipListMap;
@@ -55,8 +54,13 @@ public final class PageFaultHandler {
     private final Device memory;
     private final Path socketPath;
 
-    /** Pages whose fault is being served: duplicates are dropped (the copy wakes all waiters). */
-    private final Set<Long> inFlight = ConcurrentHashMap.newKeySet();
+    /**
+     * Pages whose fault is being served -> whether another fault on the page arrived meanwhile.
+     * A duplicate is not served twice; instead the worker wakes the page's waiters when it is done,
+     * because a fault that arrives after the copy (say, after a remove event) would otherwise wait
+     * for a copy that already happened. A woken thread whose page is still missing faults again.
+     */
+    private final ConcurrentHashMap<Long, Boolean> inFlight = new ConcurrentHashMap<>();
     /** Removed ranges, start -> end: faults there get zero pages. Written by the event loop. */
     private final ConcurrentSkipListMap<Long, Long> removed = new ConcurrentSkipListMap<>();
     /** Image offsets in the order their faults arrived: the working set, for prefetch. */
@@ -86,9 +90,9 @@ public final class PageFaultHandler {
                 failures.sum(), removes.sum());
     }
 
-    /** Image offsets of the pages faulted so far, in arrival order (the working set). */
-    public List<Long> faultOrder() {
-        return List.copyOf(faultOrder);
+    /** The pages faulted so far (image offsets), in arrival order: save it for the next resume. */
+    public WorkingSet workingSet(long pageSize) {
+        return new WorkingSet(pageSize, List.copyOf(faultOrder));
     }
 
     /** Asks a running {@link #serve} to return at its next poll (within ~100 ms). */
@@ -215,14 +219,22 @@ public final class PageFaultHandler {
                 }
                 long page = address & -region.pageSize();
                 faults.increment();
-                if (!inFlight.add(page)) {
-                    return; // being served: its copy wakes this thread too
+                if (inFlight.putIfAbsent(page, Boolean.FALSE) != null) {
+                    // Being served: remember it. If the worker removed the entry between these two
+                    // calls, replace() fails and nobody is left to wake this fault, so serve it.
+                    if (inFlight.replace(page, Boolean.TRUE) != null || inFlight.putIfAbsent(page, Boolean.FALSE) != null) {
+                        return;
+                    }
                 }
                 workers.execute(() -> {
                     try {
                         serveFault(uffd, pid, tid, region, page, zero);
                     } finally {
-                        inFlight.remove(page);
+                        if (Boolean.TRUE.equals(inFlight.remove(page))) {
+                            try (Arena a = Arena.ofConfined()) {
+                                wake(uffd, page, region.pageSize(), a);
+                            }
+                        }
                     }
                 });
             }

@@ -9,6 +9,7 @@ import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.device.Device;
+import dev.lazyblock.metrics.CountingMetrics;
 import dev.lazyblock.upstream.FileUpstream;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -52,7 +53,7 @@ class PageFaultHandlerTest {
         Files.write(image, bytes);
     }
 
-    record Run(int exit, String output, PageFaultHandler.Stats stats) {}
+    record Run(int exit, String output, PageFaultHandler.Stats stats, WorkingSet workingSet) {}
 
     private Run run(Device memory, int threads, int touches, long badPage) throws Exception {
         Path socket = work.resolve("uffd-" + System.nanoTime() + ".sock");
@@ -79,7 +80,7 @@ class PageFaultHandlerTest {
             assertTrue(p.waitFor(1, TimeUnit.MINUTES), "fake VMM finished");
             String out = new String(p.getInputStream().readAllBytes()).trim();
             PageFaultHandler.Stats stats = served.get(30, TimeUnit.SECONDS);
-            return new Run(p.exitValue(), out, stats);
+            return new Run(p.exitValue(), out, stats, handler.workingSet(PAGE));
         } finally {
             if (p != null && p.isAlive()) {
                 p.destroyForcibly(); // never leave a VMM stuck on a fault behind
@@ -90,8 +91,48 @@ class PageFaultHandlerTest {
     }
 
     private Chunker chunker(Path dir) throws IOException {
-        return ChunkerKind.REQUEST_FIRST.create(new FileUpstream(image), SparseCache.create(dir.resolve("mem.cache"), SIZE),
-                ChunkerOptions.DEFAULTS);
+        return chunker(dir, ChunkerOptions.DEFAULTS);
+    }
+
+    private Chunker chunker(Path dir, ChunkerOptions options) throws IOException {
+        return ChunkerKind.REQUEST_FIRST.create(new FileUpstream(image),
+                SparseCache.create(dir.resolve("mem-" + System.nanoTime() + ".cache"), SIZE), options);
+    }
+
+    @Test
+    void aRecordedWorkingSetPrefetchedOnResumeServesMostFaultsFromTheCache(@TempDir Path dir) throws Exception {
+        // One page per chunk, so a fault finds its page cached only if it was fetched for it
+        // (by prefetch), not because a neighbour's fault brought its chunk.
+        ChunkerOptions pageChunks = ChunkerOptions.DEFAULTS.withChunkSize(PAGE);
+        CountingMetrics cold = new CountingMetrics();
+        WorkingSet recorded;
+        try (Chunker memory = chunker(dir, pageChunks.withMetrics(cold))) {
+            Run first = run(memory, 4, 300, -1);
+            assertEquals(0, first.exit(), first.output());
+            recorded = first.workingSet();
+        }
+        Path file = dir.resolve("working-set.bin");
+        recorded.save(file);
+        WorkingSet loaded = WorkingSet.load(file);
+        assertEquals(recorded, loaded);
+
+        CountingMetrics warm = new CountingMetrics();
+        try (Chunker memory = chunker(dir, pageChunks.withMetrics(warm))) {
+            long pages = loaded.prefetch(memory, 8).get(1, TimeUnit.MINUTES);
+            assertEquals(loaded.offsets().size(), pages);
+            CountingMetrics.Snapshot before = warm.snapshot();
+            Run second = run(memory, 4, 300, -1);
+            assertEquals(0, second.exit(), second.output());
+            CountingMetrics.Snapshot after = warm.snapshot();
+            long hits = after.hits() - before.hits();
+            long misses = after.misses() - before.misses();
+            CountingMetrics.Snapshot c = cold.snapshot();
+            System.out.printf("faults served from the cache: %d of %d with prefetch (%.0f%%), %d of %d cold (%.0f%%); "
+                    + "working set %d pages%n", hits, hits + misses, 100.0 * hits / (hits + misses), c.hits(),
+                    c.hits() + c.misses(), 100.0 * c.hits() / (c.hits() + c.misses()), loaded.offsets().size());
+            assertTrue(misses * 10 <= hits + misses, "at least 90% of faults found their page cached: " + hits + " hits, "
+                    + misses + " misses");
+        }
     }
 
     @Test
