@@ -187,8 +187,8 @@ public class LayeredRoundTripTest {
 
     @Test
     void exportedSizesForAMeasuredCase() throws Exception {
-        // 256 MiB base, 1,000 random 4 KiB writes: what a layer costs (printed for the record).
-        int size = 256 << 20;
+        // 1 GiB base, 1,000 random 4 KiB writes: what a layer costs (printed for the record).
+        int size = 1 << 30;
         Path raw = dir.resolve("base.raw");
         try (var ch = java.nio.channels.FileChannel.open(raw, java.nio.file.StandardOpenOption.CREATE_NEW,
                 java.nio.file.StandardOpenOption.WRITE)) {
