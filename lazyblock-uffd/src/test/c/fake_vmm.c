@@ -4,8 +4,10 @@
  * the handler's socket and sends the region list as JSON with the uffd as SCM_RIGHTS, then
  * touches pages from several threads and checks every byte against the image file.
  *
- *   fake_vmm SOCKET IMAGE SIZE THREADS TOUCHES SEED BADPAGE
+ *   fake_vmm SOCKET IMAGE SIZE THREADS TOUCHES SEED BADPAGE [TIMING]
  *
+ * With TIMING=1 it also times each page's first touch (the fault, end to end, as the guest
+ * sees it) and prints "latency_ns n=... mean=... p50=... p99=... max=...".
  * BADPAGE (-1 for none): a page whose fault the handler must answer with SIGBUS.
  * Prints one line "touched=N mismatches=M shared_ok=1 remove_zero=1 sigbus=S" and exits 0
  * when every check held.
@@ -26,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -41,6 +44,21 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static __thread sigjmp_buf jump;
 static __thread volatile int armed;
 static volatile int sigbus_seen;
+static int timing;
+static uint8_t *first_touch; /* one flag per page: 0 until some thread touched it */
+static uint64_t *lat;         /* first-touch latencies, ns */
+static long nlat;
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
 
 static void on_sigbus(int sig) {
     (void) sig;
@@ -60,6 +78,14 @@ static uint64_t next(uint64_t *s) {
 }
 
 static void check_page(size_t p) {
+    if (timing && __atomic_exchange_n(&first_touch[p], 1, __ATOMIC_ACQ_REL) == 0) {
+        uint64_t t0 = now_ns();
+        volatile uint8_t v = mem[p * PAGE];
+        (void) v;
+        uint64_t dt = now_ns() - t0;
+        long i = __atomic_fetch_add(&nlat, 1, __ATOMIC_RELAXED);
+        lat[i] = dt;
+    }
     long bad = 0;
     for (size_t i = 0; i < PAGE; i++) {
         if (mem[p * PAGE + i] != image[p * PAGE + i]) {
@@ -91,8 +117,8 @@ static void *toucher(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s SOCKET IMAGE SIZE THREADS TOUCHES SEED BADPAGE\n", argv[0]);
+    if (argc != 8 && argc != 9) {
+        fprintf(stderr, "usage: %s SOCKET IMAGE SIZE THREADS TOUCHES SEED BADPAGE [TIMING]\n", argv[0]);
         return 2;
     }
     size = strtoull(argv[3], NULL, 10);
@@ -100,6 +126,9 @@ int main(int argc, char **argv) {
     touches = atoi(argv[5]);
     seed = strtoull(argv[6], NULL, 10);
     badpage = atol(argv[7]);
+    timing = argc == 9 && atoi(argv[8]) == 1;
+    first_touch = calloc(size / PAGE, 1);
+    lat = calloc(size / PAGE + 1, sizeof *lat);
 
     image = malloc(size);
     int ifd = open(argv[2], O_RDONLY);
@@ -186,6 +215,15 @@ int main(int argc, char **argv) {
         sigbus = sigbus_seen;
     }
     printf("touched=%ld mismatches=%ld remove_zero=%d sigbus=%d\n", touched, mismatches, remove_zero, sigbus);
+    if (timing && nlat > 0) {
+        qsort(lat, nlat, sizeof *lat, cmp_u64);
+        uint64_t sum = 0;
+        for (long i = 0; i < nlat; i++) {
+            sum += lat[i];
+        }
+        printf("latency_ns n=%ld mean=%lu p50=%lu p99=%lu max=%lu\n", nlat, (unsigned long) (sum / nlat),
+               (unsigned long) lat[nlat / 2], (unsigned long) lat[nlat * 99 / 100], (unsigned long) lat[nlat - 1]);
+    }
     fflush(stdout);
     close(sock);
     int ok = mismatches == 0 && remove_zero && (badpage < 0 || sigbus);

@@ -73,12 +73,17 @@ public final class PageFaultHandler {
     private final LongAdder retries = new LongAdder();
     private final LongAdder failures = new LongAdder();
     private final LongAdder removes = new LongAdder();
+    private final LongAdder fromCache = new LongAdder();
 
     private volatile boolean stopping;
+    /** The thread running the event loop; it must never wait on a retry (it drains the events). */
+    private volatile Thread loopThread;
+    /** The loop's workers, for hand-offs from the loop thread. */
+    private volatile ExecutorService workers;
 
     /** What a session served. */
     public record Stats(long faults, long copies, long zeroPages, long alreadyMapped, long retries, long failures,
-                        long removes) {}
+                        long removes, long fromCache) {}
 
     public PageFaultHandler(Device memory, Path socketPath) {
         this.memory = Objects.requireNonNull(memory, "memory");
@@ -87,7 +92,7 @@ public final class PageFaultHandler {
 
     public Stats stats() {
         return new Stats(faults.sum(), copies.sum(), zeroPages.sum(), alreadyMapped.sum(), retries.sum(),
-                failures.sum(), removes.sum());
+                failures.sum(), removes.sum(), fromCache.sum());
     }
 
     /** The pages faulted so far (image offsets), in arrival order: save it for the next resume. */
@@ -167,7 +172,9 @@ public final class PageFaultHandler {
         pfds.set(JAVA_SHORT, 12, Sys.POLLIN);
         MemorySegment msgs = arena.allocate((long) Sys.UFFD_MSG_SIZE * MAX_MESSAGES, 8);
         MemorySegment zero = arena.allocate(regions.stream().mapToLong(GuestRegion::pageSize).max().orElse(4096), 4096);
+        loopThread = Thread.currentThread();
         try (ExecutorService workers = Executors.newVirtualThreadPerTaskExecutor()) {
+            this.workers = workers;
             while (!stopping) {
                 int ready = Sys.poll(pfds, 2, 100);
                 if (ready == -Sys.EINTR || ready == 0) {
@@ -226,7 +233,7 @@ public final class PageFaultHandler {
                         return;
                     }
                 }
-                workers.execute(() -> {
+                Runnable serve = () -> {
                     try {
                         serveFault(uffd, pid, tid, region, page, zero);
                     } finally {
@@ -236,7 +243,12 @@ public final class PageFaultHandler {
                             }
                         }
                     }
-                });
+                };
+                if (cachedAlready(region, page)) {
+                    serve.run(); // no fetch to wait for: one ioctl here beats a hand-off to a worker
+                } else {
+                    workers.execute(serve);
+                }
             }
             case Sys.UFFD_EVENT_REMOVE -> {
                 long start = msg.get(JAVA_LONG, 8);
@@ -246,6 +258,12 @@ public final class PageFaultHandler {
             }
             default -> log.debug("userfaultfd event 0x{} ignored", Integer.toHexString(type));
         }
+    }
+
+    /** Whether the page's bytes are in the chunker's cache already (so serving it cannot block). */
+    private boolean cachedAlready(GuestRegion region, long page) {
+        return memory instanceof Chunker c && removed.isEmpty()
+                && c.cache().isCached(region.offset() + (page - region.base()), region.pageSize());
     }
 
     private static GuestRegion regionOf(List<GuestRegion> regions, long address) {
@@ -303,6 +321,9 @@ public final class PageFaultHandler {
             }
             try {
                 if (memory instanceof Chunker c) {
+                    if (attempt == 0 && c.cache().isCached(offset, size)) {
+                        fromCache.increment(); // served without waiting on a fetch
+                    }
                     MemorySegment s = c.slice(offset, size);
                     if (s.byteSize() == size && s.address() % 4096 == 0) {
                         return s; // the cache's own page: UFFDIO_COPY straight from it
@@ -345,6 +366,12 @@ public final class PageFaultHandler {
                 if (rc == -Sys.EEXIST) {
                     alreadyMapped.increment();
                     wake(uffd, page, size, arena);
+                    return;
+                }
+                if (rc == -Sys.EAGAIN && Thread.currentThread() == loopThread) {
+                    // A remove event is queued and only this thread can drain it: retry elsewhere.
+                    retries.increment();
+                    workers.execute(() -> install(uffd, pid, page, size, src, zeroPage));
                     return;
                 }
                 if (rc == -Sys.EAGAIN && attempt < EAGAIN_RETRIES) {
