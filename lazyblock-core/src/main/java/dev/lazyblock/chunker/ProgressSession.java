@@ -61,23 +61,7 @@ abstract class ProgressSession extends Session {
 
     @Override
     final void run() {
-        AbstractChunker.FETCHERS.execute(this::fetchGuarded);
-    }
-
-    private void fetchGuarded() {
-        try {
-            chunker.cache.retain();
-        } catch (RuntimeException e) {
-            fail(e);
-            return;
-        }
-        try {
-            fetch();
-        } catch (Throwable t) {
-            fail(t);
-        } finally {
-            chunker.cache.release();
-        }
+        runGuarded(this::fetch);
     }
 
     /** Fills the chunk, calling {@link #advance} as bytes land, then {@link #complete}. */

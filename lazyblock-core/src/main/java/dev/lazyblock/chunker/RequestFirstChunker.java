@@ -132,7 +132,7 @@ public final class RequestFirstChunker extends AbstractChunker {
                 lock.unlock();
             }
             for (long[] r : launch) {
-                AbstractChunker.FETCHERS.execute(() -> guarded(() -> priority(r[0], r[1])));
+                runGuarded(() -> priority(r[0], r[1]));
             }
         }
 
@@ -149,32 +149,12 @@ public final class RequestFirstChunker extends AbstractChunker {
             } finally {
                 lock.unlock();
             }
-            AbstractChunker.FETCHERS.execute(() -> guarded(() -> priority(from, to)));
+            runGuarded(() -> priority(from, to));
             if (to < blocks) {
-                AbstractChunker.FETCHERS.execute(() -> guarded(() -> stream(0, to, blocks)));
+                runGuarded(() -> stream(0, to, blocks));
             }
             if (from > 0) {
-                AbstractChunker.FETCHERS.execute(() -> guarded(() -> stream(1, 0, from)));
-            }
-        }
-
-        private interface Work {
-            void run() throws Exception;
-        }
-
-        private void guarded(Work work) {
-            try {
-                chunker.cache.retain();
-            } catch (RuntimeException e) {
-                fail(e);
-                return;
-            }
-            try {
-                work.run();
-            } catch (Throwable t) {
-                fail(t);
-            } finally {
-                chunker.cache.release();
+                runGuarded(() -> stream(1, 0, from));
             }
         }
 

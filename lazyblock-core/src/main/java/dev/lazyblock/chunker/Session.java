@@ -70,6 +70,33 @@ abstract class Session {
     /** Launches the fetch work on fetch threads. */
     abstract void run();
 
+    /** A piece of fetch work. */
+    interface Work {
+        void run() throws Exception;
+    }
+
+    /**
+     * Runs fetch work on a fetch thread: holding a cache lease (so the mapping outlives it even
+     * if the chunker closes meanwhile), and ending the session with whatever it throws.
+     */
+    final void runGuarded(Work work) {
+        AbstractChunker.FETCHERS.execute(() -> {
+            try {
+                chunker.cache.retain();
+            } catch (RuntimeException e) {
+                fail(e);
+                return;
+            }
+            try {
+                work.run();
+            } catch (Throwable t) {
+                fail(t);
+            } finally {
+                chunker.cache.release();
+            }
+        });
+    }
+
     /** Removes a reader that stopped waiting. */
     final void cancel(Waiter w) {
         lock.lock();

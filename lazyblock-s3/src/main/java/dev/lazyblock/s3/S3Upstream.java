@@ -1,5 +1,6 @@
 package dev.lazyblock.s3;
 
+import dev.lazyblock.upstream.Bodies;
 import dev.lazyblock.upstream.Upstream;
 import dev.lazyblock.upstream.UpstreamException;
 import java.io.IOException;
@@ -339,20 +340,10 @@ public final class S3Upstream implements Upstream {
             }
             int n;
             try {
-                if (dst.hasArray()) {
-                    n = in.read(dst.array(), dst.arrayOffset() + dst.position(), want);
-                    if (n > 0) {
-                        dst.position(dst.position() + n);
-                    }
-                } else {
-                    if (scratch == null) {
-                        scratch = new byte[(int) Math.min(SCRATCH, len)];
-                    }
-                    n = in.read(scratch, 0, Math.min(want, scratch.length));
-                    if (n > 0) {
-                        dst.put(scratch, 0, n);
-                    }
+                if (scratch == null && !dst.hasArray()) {
+                    scratch = new byte[(int) Math.min(SCRATCH, len)];
                 }
+                n = Bodies.read(in, dst, want, scratch);
             } catch (IOException | RuntimeException e) {
                 abortQuietly();
                 if (closed.get()) {
