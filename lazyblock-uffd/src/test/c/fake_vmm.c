@@ -6,6 +6,10 @@
  *
  *   fake_vmm SOCKET IMAGE SIZE THREADS TOUCHES SEED BADPAGE [TIMING]
  *
+ * With FAKE_VMM_WP=1 in the environment it registers write-protect mode too (for dirty
+ * tracking), and after the touches writes a pattern into pages 10..19 (read first) and 30..39,
+ * prints "paused", and waits for a line on stdin before checking its writes and going on.
+ *
  * With TIMING=1 it also times each page's first touch (the fault, end to end, as the guest
  * sees it) and prints "latency_ns n=... mean=... p50=... p99=... max=...".
  * BADPAGE (-1 for none): a page whose fault the handler must answer with SIGBUS.
@@ -143,14 +147,17 @@ int main(int argc, char **argv) {
         perror("userfaultfd");
         return 1;
     }
-    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_THREAD_ID};
+    const char *wp_env = getenv("FAKE_VMM_WP");
+    int wp = wp_env && wp_env[0] == '1';
+    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_THREAD_ID |
+                                                          (wp ? UFFD_FEATURE_PAGEFAULT_FLAG_WP : 0)};
     if (ioctl(uffd, UFFDIO_API, &api) < 0) {
         perror("UFFDIO_API");
         return 1;
     }
     mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     struct uffdio_register reg = {.range = {.start = (uintptr_t) mem, .len = size},
-                                  .mode = UFFDIO_REGISTER_MODE_MISSING};
+                                  .mode = UFFDIO_REGISTER_MODE_MISSING | (wp ? UFFDIO_REGISTER_MODE_WP : 0)};
     if (mem == MAP_FAILED || ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
         perror("register");
         return 1;
@@ -193,6 +200,34 @@ int main(int argc, char **argv) {
         pthread_join(t[i], NULL);
     }
 
+    int writes_ok = 1;
+    if (wp) {
+        for (size_t p = 10; p < 20; p++) {
+            check_page(p); /* read first: installed write-protected */
+        }
+        for (size_t p = 10; p < 40; p++) {
+            if (p >= 20 && p < 30) {
+                continue;
+            }
+            for (size_t i = 0; i < PAGE; i++) {
+                mem[p * PAGE + i] = (uint8_t) (p * 7 + i);
+            }
+        }
+        printf("paused\n");
+        fflush(stdout);
+        char line[16];
+        if (fgets(line, sizeof line, stdin) == NULL) {
+            return 4;
+        }
+        for (size_t p = 10; p < 40; p++) {
+            for (size_t i = 0; p < 20 || p >= 30 ? i < PAGE : 0; i++) {
+                if (mem[p * PAGE + i] != (uint8_t) (p * 7 + i)) {
+                    writes_ok = 0;
+                }
+            }
+        }
+    }
+
     /* A removed page must come back as zeros, not as the image's bytes. */
     size_t last = size / PAGE - 1;
     check_page(last);
@@ -226,6 +261,6 @@ int main(int argc, char **argv) {
     }
     fflush(stdout);
     close(sock);
-    int ok = mismatches == 0 && remove_zero && (badpage < 0 || sigbus);
+    int ok = mismatches == 0 && remove_zero && (badpage < 0 || sigbus) && writes_ok;
     return ok ? 0 : 3;
 }

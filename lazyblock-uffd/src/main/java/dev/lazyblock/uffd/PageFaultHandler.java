@@ -53,6 +53,14 @@ public final class PageFaultHandler {
 
     private final Device memory;
     private final Path socketPath;
+    /**
+     * Whether the VMM registered its memory in write-protect mode too: then read faults are
+     * answered write-protected, and the first write to a page raises a WP fault that marks it dirty.
+     */
+    private final boolean trackDirty;
+    /** Guest addresses of pages written since resume, with the region each is in. */
+    private final ConcurrentHashMap<Long, GuestRegion> dirty = new ConcurrentHashMap<>();
+    private volatile int vmmPid = -1;
 
     /**
      * Pages whose fault is being served -> whether another fault on the page arrived meanwhile.
@@ -86,8 +94,39 @@ public final class PageFaultHandler {
                         long removes, long fromCache) {}
 
     public PageFaultHandler(Device memory, Path socketPath) {
+        this(memory, socketPath, false);
+    }
+
+    /**
+     * @param trackDirty the VMM registers its memory with {@code UFFDIO_REGISTER_MODE_WP} as well
+     *                   as missing mode; pages are then installed write-protected on read faults
+     *                   and {@link #dirtyPages()} says which pages the guest wrote
+     */
+    public PageFaultHandler(Device memory, Path socketPath, boolean trackDirty) {
         this.memory = Objects.requireNonNull(memory, "memory");
         this.socketPath = Objects.requireNonNull(socketPath, "socketPath");
+        this.trackDirty = trackDirty;
+    }
+
+    /** The connected VMM's pid (from SO_PEERCRED), or -1 before one connects. */
+    public int vmmPid() {
+        return vmmPid;
+    }
+
+    /**
+     * The pages the guest has written since resume, in image-offset order, as ranges of the
+     * VMM's memory: fill a cache from them with {@link ProcessMemory#fill} while the VM is paused,
+     * and the cache exports as the memory's next layer.
+     */
+    public List<ProcessMemory.Range> dirtyPages() {
+        if (!trackDirty) {
+            throw new IllegalStateException("dirty tracking is off: construct the handler with trackDirty");
+        }
+        return dirty.entrySet().stream()
+                .map(e -> new ProcessMemory.Range(e.getKey(), e.getValue().pageSize(),
+                        e.getValue().offset() + (e.getKey() - e.getValue().base())))
+                .sorted(java.util.Comparator.comparingLong(ProcessMemory.Range::cacheOffset))
+                .toList();
     }
 
     public Stats stats() {
@@ -140,6 +179,7 @@ public final class PageFaultHandler {
                 throw Sys.error("accept on " + socketPath, sock);
             }
             int pid = Sys.peerPid(sock);
+            vmmPid = pid;
             Sys.Received hello = Sys.receive(sock, 64 << 10);
             if (hello == null) {
                 throw new IOException("the VMM closed " + socketPath + " before sending its memory regions");
@@ -216,6 +256,7 @@ public final class PageFaultHandler {
         int type = Byte.toUnsignedInt(msg.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0));
         switch (type) {
             case Sys.UFFD_EVENT_PAGEFAULT -> {
+                long flags = msg.get(JAVA_LONG, 8);
                 long address = msg.get(JAVA_LONG, 16);
                 int tid = msg.get(JAVA_INT, 24);
                 GuestRegion region = regionOf(regions, address);
@@ -226,6 +267,14 @@ public final class PageFaultHandler {
                 }
                 long page = address & -region.pageSize();
                 faults.increment();
+                if ((flags & Sys.UFFD_PAGEFAULT_FLAG_WP) != 0) {
+                    // A write to a page installed write-protected: it is dirty now; lift the
+                    // protection, which wakes the writer. No bytes move, so no worker.
+                    dirty.put(page, region);
+                    unprotect(uffd, page, region.pageSize());
+                    return;
+                }
+                boolean write = (flags & Sys.UFFD_PAGEFAULT_FLAG_WRITE) != 0;
                 if (inFlight.putIfAbsent(page, Boolean.FALSE) != null) {
                     // Being served: remember it. If the worker removed the entry between these two
                     // calls, replace() fails and nobody is left to wake this fault, so serve it.
@@ -235,7 +284,7 @@ public final class PageFaultHandler {
                 }
                 Runnable serve = () -> {
                     try {
-                        serveFault(uffd, pid, tid, region, page, zero);
+                        serveFault(uffd, pid, tid, region, page, zero, write);
                     } finally {
                         if (Boolean.TRUE.equals(inFlight.remove(page))) {
                             try (Arena a = Arena.ofConfined()) {
@@ -292,17 +341,22 @@ public final class PageFaultHandler {
         return true;
     }
 
-    private void serveFault(int uffd, int pid, int tid, GuestRegion region, long page, MemorySegment zero) {
+    private void serveFault(int uffd, int pid, int tid, GuestRegion region, long page, MemorySegment zero,
+                            boolean write) {
         long size = region.pageSize();
+        if (write && trackDirty) {
+            dirty.put(page, region); // installed writable below: no WP fault will tell us
+        }
+        boolean protect = trackDirty && !write;
         if (takeRemoved(page, size)) {
-            install(uffd, pid, page, size, zero, true);
+            install(uffd, pid, page, size, zero, true, protect);
             return;
         }
         long offset = region.offset() + (page - region.base());
         faultOrder.add(offset);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment src = pageBytes(offset, size, arena);
-            install(uffd, pid, page, size, src, false);
+            install(uffd, pid, page, size, src, false, protect);
         } catch (IOException | RuntimeException e) {
             failures.increment();
             log.error("page 0x{} (offset {} of the memory image {}) could not be read after {} attempts; "
@@ -342,12 +396,13 @@ public final class PageFaultHandler {
         throw last;
     }
 
-    private void install(int uffd, int pid, long page, long size, MemorySegment src, boolean zeroPage) {
+    private void install(int uffd, int pid, long page, long size, MemorySegment src, boolean zeroPage,
+                         boolean protect) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment arg = arena.allocate(40, 8);
             for (int attempt = 0; ; attempt++) {
                 int rc;
-                if (zeroPage && size == 4096) {
+                if (zeroPage && size == 4096 && !protect) {
                     arg.set(JAVA_LONG, 0, page);
                     arg.set(JAVA_LONG, 8, size);
                     arg.set(JAVA_LONG, 16, 0); // mode
@@ -356,7 +411,7 @@ public final class PageFaultHandler {
                     arg.set(JAVA_LONG, 0, page);
                     arg.set(JAVA_LONG, 8, src.address());
                     arg.set(JAVA_LONG, 16, size);
-                    arg.set(JAVA_LONG, 24, 0); // mode
+                    arg.set(JAVA_LONG, 24, protect ? Sys.UFFDIO_COPY_MODE_WP : 0); // mode
                     rc = Sys.ioctl(uffd, Sys.UFFDIO_COPY, arg);
                 }
                 if (rc == 0) {
@@ -371,7 +426,7 @@ public final class PageFaultHandler {
                 if (rc == -Sys.EAGAIN && Thread.currentThread() == loopThread) {
                     // A remove event is queued and only this thread can drain it: retry elsewhere.
                     retries.increment();
-                    workers.execute(() -> install(uffd, pid, page, size, src, zeroPage));
+                    workers.execute(() -> install(uffd, pid, page, size, src, zeroPage, protect));
                     return;
                 }
                 if (rc == -Sys.EAGAIN && attempt < EAGAIN_RETRIES) {
@@ -388,6 +443,22 @@ public final class PageFaultHandler {
                 log.error("{} of page 0x{} failed: {}", zeroPage ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY",
                         Long.toHexString(page), new ErrnoException("ioctl", -rc).getMessage());
                 return;
+            }
+        }
+    }
+
+    /** Lifts write protection from a page, which wakes its writer. */
+    private void unprotect(int uffd, long page, long size) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment arg = arena.allocate(24, 8);
+            arg.set(JAVA_LONG, 0, page);
+            arg.set(JAVA_LONG, 8, size);
+            arg.set(JAVA_LONG, 16, 0); // mode: clear WP, wake
+            int rc = Sys.ioctl(uffd, Sys.UFFDIO_WRITEPROTECT, arg);
+            if (rc < 0 && rc != -Sys.ESRCH) {
+                failures.increment();
+                log.error("UFFDIO_WRITEPROTECT (clear) of page 0x{} failed: {}", Long.toHexString(page),
+                        new ErrnoException("ioctl", -rc).getMessage());
             }
         }
     }

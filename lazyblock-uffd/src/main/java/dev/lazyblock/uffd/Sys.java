@@ -44,6 +44,9 @@ final class Sys {
     static final long UFFDIO_WAKE = 0x8010AA02L;     // _IOR(0xAA, 0x02, struct uffdio_range: 16)
     static final long UFFDIO_COPY = 0xC028AA03L;     // _IOWR(0xAA, 0x03, struct uffdio_copy: 40)
     static final long UFFDIO_ZEROPAGE = 0xC020AA04L; // _IOWR(0xAA, 0x04, struct uffdio_zeropage: 32)
+    static final long UFFDIO_WRITEPROTECT = 0xC018AA06L; // _IOWR(0xAA, 0x06, struct uffdio_writeprotect: 24)
+    static final long UFFDIO_COPY_MODE_WP = 1L << 1;
+    static final long UFFD_PAGEFAULT_FLAG_WP = 1L << 1;
 
     static final int UFFD_EVENT_PAGEFAULT = 0x12;
     static final int UFFD_EVENT_FORK = 0x13;

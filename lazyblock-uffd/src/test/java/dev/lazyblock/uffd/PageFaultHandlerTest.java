@@ -9,6 +9,10 @@ import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.device.Device;
+import dev.lazyblock.device.LayerExporter;
+import dev.lazyblock.device.LayeredImage;
+import dev.lazyblock.device.Overlay;
+import dev.lazyblock.upstream.DirectoryStore;
 import dev.lazyblock.metrics.CountingMetrics;
 import dev.lazyblock.upstream.FileUpstream;
 import java.io.IOException;
@@ -169,6 +173,101 @@ class PageFaultHandlerTest {
             assertTrue(r.output().contains("sigbus=1") && r.output().contains("mismatches=0"), r.output());
             assertEquals(1, r.stats().failures(), r.stats().toString());
             assertTrue(r.stats().retries() >= PageFaultHandler.READ_ATTEMPTS - 1, r.stats().toString());
+        }
+    }
+
+    /**
+     * Write-protect dirty tracking: read faults install pages write-protected, the first write
+     * to a page marks it dirty; at pause the dirty pages are read out of the VMM with
+     * process_vm_readv and exported as the memory's next layer, holding only those pages.
+     */
+    @Test
+    void pagesTheGuestWritesExportAsTheMemorysNextLayer(@TempDir Path dir) throws Exception {
+        try (DirectoryStore store = new DirectoryStore(dir.resolve("store"))) {
+            LayerExporter.Layer base = LayerExporter.publishBase(image, PAGE, store, "mem");
+            try (LayeredImage memory = LayeredImage.open(store, base.headerKey(), dir, ChunkerKind.REQUEST_FIRST,
+                    ChunkerOptions.DEFAULTS)) {
+                Path socket = dir.resolve("wp.sock");
+                PageFaultHandler handler = new PageFaultHandler(memory, socket, true);
+                CompletableFuture<PageFaultHandler.Stats> served = new CompletableFuture<>();
+                Thread serving = Thread.ofPlatform().start(() -> {
+                    try {
+                        served.complete(handler.serve(Duration.ofSeconds(30)));
+                    } catch (Throwable t) {
+                        served.completeExceptionally(t);
+                    }
+                });
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                while (!Files.exists(socket)) {
+                    assertTrue(System.nanoTime() < deadline, "handler socket appeared");
+                    Thread.onSpinWait();
+                }
+                ProcessBuilder pb = new ProcessBuilder(vmm.toString(), socket.toString(), image.toString(),
+                        Integer.toString(SIZE), "2", "50", "5", "-1").redirectErrorStream(true);
+                pb.environment().put("FAKE_VMM_WP", "1");
+                Process p = pb.start();
+                try {
+                    java.io.BufferedReader out = new java.io.BufferedReader(new java.io.InputStreamReader(p.getInputStream()));
+                    CompletableFuture<String> paused = CompletableFuture.supplyAsync(() -> {
+                        try {
+                            for (String line; (line = out.readLine()) != null; ) {
+                                if (line.equals("paused")) {
+                                    return line;
+                                }
+                            }
+                            return "ended";
+                        } catch (IOException e) {
+                            return e.toString();
+                        }
+                    });
+                    assertEquals("paused", paused.get(1, TimeUnit.MINUTES));
+
+                    List<ProcessMemory.Range> dirty = handler.dirtyPages();
+                    List<Long> pages = dirty.stream().map(r -> r.cacheOffset() / PAGE).toList();
+                    List<Long> written = new java.util.ArrayList<>();
+                    for (long pg = 10; pg < 40; pg++) {
+                        if (pg < 20 || pg >= 30) {
+                            written.add(pg);
+                        }
+                    }
+                    assertEquals(written, pages, "exactly the written pages are dirty, read-only ones are not");
+
+                    SparseCache snapshot = SparseCache.create(dir.resolve("dirty.cache"), SIZE);
+                    ProcessMemory.fill(snapshot, handler.vmmPid(), dirty);
+                    LayerExporter.Layer layer;
+                    try (Overlay ov = new Overlay(memory, snapshot)) {
+                        layer = LayerExporter.export(ov, memory.header(), store, "mem", dir);
+                    }
+                    assertEquals(20, layer.storedBlocks());
+                    p.getOutputStream().write('\n');
+                    p.getOutputStream().flush();
+                    assertTrue(p.waitFor(1, TimeUnit.MINUTES), "the VM resumed and finished");
+                    String rest = new String(p.getInputStream().readAllBytes());
+                    assertEquals(0, p.exitValue(), rest);
+
+                    try (LayeredImage next = LayeredImage.open(store, layer.headerKey(), dir, ChunkerKind.STREAMING,
+                            ChunkerOptions.DEFAULTS)) {
+                        byte[] got = new byte[PAGE];
+                        for (long pg = 0; pg < 64; pg++) {
+                            next.readAt(got, 0, PAGE, pg * PAGE);
+                            boolean isWritten = written.contains(pg);
+                            for (int i = 0; i < PAGE; i++) {
+                                byte want = isWritten ? (byte) (pg * 7 + i) : bytes[(int) (pg * PAGE + i)];
+                                if (got[i] != want) {
+                                    throw new AssertionError("page " + pg + " byte " + i + " of the exported layer");
+                                }
+                            }
+                        }
+                    }
+                } finally {
+                    if (p.isAlive()) {
+                        p.destroyForcibly();
+                    }
+                    handler.stop();
+                    serving.join(10_000);
+                }
+                assertEquals(0, served.get(30, TimeUnit.SECONDS).failures());
+            }
         }
     }
 
