@@ -10,6 +10,9 @@
  * tracking), and after the touches writes a pattern into pages 10..19 (read first) and 30..39,
  * prints "paused", and waits for a line on stdin before checking its writes and going on.
  *
+ * With FAKE_VMM_HUGE=1 the memory is 2 MiB huge pages (MAP_HUGETLB; exits 5 if none can be
+ * had) and the regions say so.
+ *
  * With TIMING=1 it also times each page's first touch (the fault, end to end, as the guest
  * sees it) and prints "latency_ns n=... mean=... p50=... p99=... max=...".
  * BADPAGE (-1 for none): a page whose fault the handler must answer with SIGBUS.
@@ -49,6 +52,7 @@ static __thread sigjmp_buf jump;
 static __thread volatile int armed;
 static volatile int sigbus_seen;
 static int timing;
+static size_t hp = PAGE; /* the memory's page size: 4 KiB, or 2 MiB with FAKE_VMM_HUGE */
 static uint8_t *first_touch; /* one flag per page: 0 until some thread touched it */
 static uint64_t *lat;         /* first-touch latencies, ns */
 static long nlat;
@@ -112,7 +116,7 @@ static void *toucher(void *arg) {
     }
     for (int i = 0; i < touches; i++) {
         size_t p = next(&s) % pages;
-        if ((long) p == badpage || p == pages - 1) {
+        if ((long) p == badpage || p * PAGE >= size - hp) {
             continue;
         }
         check_page(p);
@@ -147,15 +151,25 @@ int main(int argc, char **argv) {
         perror("userfaultfd");
         return 1;
     }
+    const char *huge_env = getenv("FAKE_VMM_HUGE");
+    int huge = huge_env && huge_env[0] == '1';
+    if (huge) {
+        hp = 2 << 20;
+    }
     const char *wp_env = getenv("FAKE_VMM_WP");
     int wp = wp_env && wp_env[0] == '1';
     struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_THREAD_ID |
-                                                          (wp ? UFFD_FEATURE_PAGEFAULT_FLAG_WP : 0)};
+                                                          (wp ? UFFD_FEATURE_PAGEFAULT_FLAG_WP : 0) |
+                                                          (huge ? UFFD_FEATURE_MISSING_HUGETLBFS : 0)};
     if (ioctl(uffd, UFFDIO_API, &api) < 0) {
         perror("UFFDIO_API");
         return 1;
     }
-    mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | (huge ? MAP_HUGETLB : 0), -1, 0);
+    if (huge && mem == MAP_FAILED) {
+        perror("mmap MAP_HUGETLB");
+        return 5;
+    }
     struct uffdio_register reg = {.range = {.start = (uintptr_t) mem, .len = size},
                                   .mode = UFFDIO_REGISTER_MODE_MISSING | (wp ? UFFDIO_REGISTER_MODE_WP : 0)};
     if (mem == MAP_FAILED || ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
@@ -172,8 +186,8 @@ int main(int argc, char **argv) {
     }
     char json[512];
     int len = snprintf(json, sizeof json,
-                       "[{\"base_host_virt_addr\": %lu, \"size\": %zu, \"offset\": 0, \"page_size\": %d}]",
-                       (unsigned long) (uintptr_t) mem, size, PAGE);
+                       "[{\"base_host_virt_addr\": %lu, \"size\": %zu, \"offset\": 0, \"page_size\": %zu}]",
+                       (unsigned long) (uintptr_t) mem, size, hp);
     struct iovec iov = {.iov_base = json, .iov_len = len};
     char control[CMSG_SPACE(sizeof(int))] = {0};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
@@ -229,12 +243,12 @@ int main(int argc, char **argv) {
     }
 
     /* A removed page must come back as zeros, not as the image's bytes. */
-    size_t last = size / PAGE - 1;
-    check_page(last);
-    madvise(mem + last * PAGE, PAGE, MADV_DONTNEED);
+    size_t lastoff = size - hp;
+    check_page(lastoff / PAGE);
+    madvise(mem + lastoff, hp, MADV_DONTNEED);
     int remove_zero = 1;
-    for (size_t i = 0; i < PAGE; i++) {
-        if (mem[last * PAGE + i] != 0) {
+    for (size_t i = 0; i < hp; i++) {
+        if (mem[lastoff + i] != 0) {
             remove_zero = 0;
         }
     }

@@ -60,6 +60,11 @@ class PageFaultHandlerTest {
     record Run(int exit, String output, PageFaultHandler.Stats stats, WorkingSet workingSet) {}
 
     private Run run(Device memory, int threads, int touches, long badPage) throws Exception {
+        return run(memory, threads, touches, badPage, java.util.Map.of());
+    }
+
+    private Run run(Device memory, int threads, int touches, long badPage, java.util.Map<String, String> env)
+            throws Exception {
         Path socket = work.resolve("uffd-" + System.nanoTime() + ".sock");
         PageFaultHandler handler = new PageFaultHandler(memory, socket);
         CompletableFuture<PageFaultHandler.Stats> served = new CompletableFuture<>();
@@ -78,9 +83,11 @@ class PageFaultHandlerTest {
                 assertTrue(System.nanoTime() < deadline, "handler socket appeared");
                 Thread.onSpinWait();
             }
-            p = new ProcessBuilder(vmm.toString(), socket.toString(), image.toString(), Integer.toString(SIZE),
-                    Integer.toString(threads), Integer.toString(touches), "5", Long.toString(badPage))
-                    .redirectErrorStream(true).start();
+            ProcessBuilder pb = new ProcessBuilder(vmm.toString(), socket.toString(), image.toString(),
+                    Integer.toString(SIZE), Integer.toString(threads), Integer.toString(touches), "5", Long.toString(badPage))
+                    .redirectErrorStream(true);
+            pb.environment().putAll(env);
+            p = pb.start();
             assertTrue(p.waitFor(1, TimeUnit.MINUTES), "fake VMM finished");
             String out = new String(p.getInputStream().readAllBytes()).trim();
             PageFaultHandler.Stats stats = served.get(30, TimeUnit.SECONDS);
@@ -269,6 +276,53 @@ class PageFaultHandlerTest {
                 assertEquals(0, served.get(30, TimeUnit.SECONDS).failures());
             }
         }
+    }
+
+    /**
+     * A region of 2 MiB huge pages: each fault copies the whole huge page, and a removed huge page
+     * comes back as zeros (copied from a zero buffer: UFFDIO_ZEROPAGE is 4 KiB only). Needs free
+     * hugetlbfs pages: as root the test reserves them for its run and gives them back.
+     */
+    @Test
+    void hugePageRegionsAreServedWholeHugePageAtATime(@TempDir Path dir) throws Exception {
+        Path nr = Path.of("/proc/sys/vm/nr_hugepages");
+        int need = SIZE / (2 << 20) + 2;
+        String before = Files.exists(nr) ? Files.readString(nr).trim() : null;
+        org.junit.jupiter.api.Assumptions.assumeTrue(before != null, "no /proc/sys/vm/nr_hugepages: hugetlbfs unsupported");
+        boolean raised = false;
+        if (freeHugePages() < need) {
+            try {
+                Files.writeString(nr, Integer.toString(Integer.parseInt(before) + need));
+                raised = true;
+            } catch (IOException e) {
+                org.junit.jupiter.api.Assumptions.abort("no free 2 MiB huge pages and no right to reserve them: " + e);
+            }
+        }
+        try {
+            org.junit.jupiter.api.Assumptions.assumeTrue(freeHugePages() >= need,
+                    "the kernel could not reserve " + need + " huge pages (memory fragmented?)");
+            try (Chunker memory = chunker(dir)) {
+                Run r = run(memory, 4, 200, -1, java.util.Map.of("FAKE_VMM_HUGE", "1"));
+                assertEquals(0, r.exit(), r.output());
+                assertTrue(r.output().contains("mismatches=0") && r.output().contains("remove_zero=1"), r.output());
+                PageFaultHandler.Stats s = r.stats();
+                assertTrue(s.copies() <= SIZE / (2 << 20), "at most one copy per huge page: " + s);
+                assertTrue(s.zeroPages() >= 1, "the removed huge page came back as zeros: " + s);
+            }
+        } finally {
+            if (raised) {
+                Files.writeString(nr, before);
+            }
+        }
+    }
+
+    private static long freeHugePages() throws IOException {
+        for (String line : Files.readAllLines(Path.of("/proc/meminfo"))) {
+            if (line.startsWith("HugePages_Free:")) {
+                return Long.parseLong(line.replaceAll("[^0-9]", ""));
+            }
+        }
+        return 0;
     }
 
     @Test
