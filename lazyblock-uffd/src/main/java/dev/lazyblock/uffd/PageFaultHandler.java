@@ -2,6 +2,7 @@ package dev.lazyblock.uffd;
 
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.device.Device;
+import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.os.Libc.ErrnoException;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -354,6 +355,10 @@ public final class PageFaultHandler {
         }
         long offset = region.offset() + (page - region.base());
         faultOrder.add(offset);
+        if (memory instanceof LayeredImage layered && layered.isZero(offset, size)) {
+            install(uffd, pid, page, size, zero, true, protect); // the header says zeros: nothing to fetch
+            return;
+        }
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment src = pageBytes(offset, size, arena);
             install(uffd, pid, page, size, src, false, protect);

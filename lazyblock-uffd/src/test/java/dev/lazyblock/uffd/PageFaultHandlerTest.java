@@ -65,6 +65,12 @@ class PageFaultHandlerTest {
 
     private Run run(Device memory, int threads, int touches, long badPage, java.util.Map<String, String> env)
             throws Exception {
+        return run(memory, threads, touches, badPage, env, image);
+    }
+
+    /** {@code reference} is the file the fake VMM checks every byte against. */
+    private Run run(Device memory, int threads, int touches, long badPage, java.util.Map<String, String> env,
+                    Path reference) throws Exception {
         Path socket = work.resolve("uffd-" + System.nanoTime() + ".sock");
         PageFaultHandler handler = new PageFaultHandler(memory, socket);
         CompletableFuture<PageFaultHandler.Stats> served = new CompletableFuture<>();
@@ -83,7 +89,7 @@ class PageFaultHandlerTest {
                 assertTrue(System.nanoTime() < deadline, "handler socket appeared");
                 Thread.onSpinWait();
             }
-            ProcessBuilder pb = new ProcessBuilder(vmm.toString(), socket.toString(), image.toString(),
+            ProcessBuilder pb = new ProcessBuilder(vmm.toString(), socket.toString(), reference.toString(),
                     Integer.toString(SIZE), Integer.toString(threads), Integer.toString(touches), "5", Long.toString(badPage))
                     .redirectErrorStream(true);
             pb.environment().putAll(env);
@@ -274,6 +280,7 @@ class PageFaultHandlerTest {
                     serving.join(10_000);
                 }
                 assertEquals(0, served.get(30, TimeUnit.SECONDS).failures());
+
             }
         }
     }
@@ -323,6 +330,33 @@ class PageFaultHandlerTest {
             }
         }
         return 0;
+    }
+
+    /** Pages a layer header maps to zeros are installed with UFFDIO_ZEROPAGE: nothing is fetched. */
+    @Test
+    void pagesTheHeaderMapsToZerosAreServedAsZeroPages(@TempDir Path dir) throws Exception {
+        int zeroed = 1 << 20; // the first MiB, pages 0..255, where every thread starts
+        try (DirectoryStore store = new DirectoryStore(dir.resolve("store"))) {
+            LayerExporter.Layer base = LayerExporter.publishBase(image, PAGE, store, "mem");
+            LayerExporter.Layer zeroLayer;
+            try (LayeredImage parent = LayeredImage.open(store, base.headerKey(), dir, ChunkerKind.STREAMING,
+                    ChunkerOptions.DEFAULTS);
+                 Overlay ov = new Overlay(parent, SparseCache.create(dir.resolve("zero.ov"), SIZE))) {
+                ov.writeZeroes(0, zeroed);
+                zeroLayer = LayerExporter.export(ov, parent.header(), store, "mem", dir);
+            }
+            assertEquals(zeroed / PAGE, zeroLayer.zeroBlocks());
+            byte[] expect = bytes.clone();
+            java.util.Arrays.fill(expect, 0, zeroed, (byte) 0);
+            Path reference = Files.write(dir.resolve("reference.img"), expect);
+            try (LayeredImage memory = LayeredImage.open(store, zeroLayer.headerKey(), dir, ChunkerKind.REQUEST_FIRST,
+                    ChunkerOptions.DEFAULTS)) {
+                assertTrue(memory.isZero(0, zeroed) && !memory.isZero(zeroed - PAGE, 2 * PAGE));
+                Run r = run(memory, 4, 200, -1, java.util.Map.of(), reference);
+                assertEquals(0, r.exit(), r.output());
+                assertTrue(r.stats().zeroPages() >= 4, "the shared first pages were zero pages: " + r.stats());
+            }
+        }
     }
 
     @Test
