@@ -18,9 +18,10 @@ import picocli.CommandLine.Option;
                 "and a scale run, and prints our figures beside the reference's and the model's limit."},
         footer = {"", "Examples:", "  lazyblock bench", "  lazyblock bench --only random --iterations 100",
                 "  lazyblock bench --only scale --scale-image-gib 4 --scale-reads 2000",
+                "  lazyblock bench --only uffd",
                 "  lazyblock bench nbd        (nbdcopy from our NBD server beside nbdkit: see bench nbd --help)"})
 final class BenchCommand implements Callable<Integer> {
-    @Option(names = "--only", defaultValue = "all", description = "random, scale or all (default ${DEFAULT-VALUE}).")
+    @Option(names = "--only", defaultValue = "all", description = "random, scale, uffd or all (default ${DEFAULT-VALUE}).")
     String only;
 
     @Option(names = "--iterations", defaultValue = "40", description = "Measured iterations per variant (default ${DEFAULT-VALUE}).")
@@ -42,22 +43,28 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--scale-threads", defaultValue = "8", description = "Scale run reader threads (default ${DEFAULT-VALUE}).")
     int scaleThreads;
 
+    @Option(names = "--uffd-image-mib", defaultValue = "256", description = "uffd run: memory image size (default ${DEFAULT-VALUE}).")
+    long uffdImageMib;
+
     @Option(names = "--dir", description = "Where cache files go (default: the temp directory).")
     Path dir;
 
     @Override
     public Integer call() throws Exception {
-        if (!List.of("all", "random", "scale").contains(only)) {
-            System.err.println("--only must be random, scale or all, not " + only);
+        if (!List.of("all", "random", "scale", "uffd").contains(only)) {
+            System.err.println("--only must be random, scale, uffd or all, not " + only);
             return 2;
         }
         Path work = Files.createTempDirectory(dir == null ? Path.of(System.getProperty("java.io.tmpdir")) : dir, "lazyblock-bench");
         try {
-            if (!only.equals("scale")) {
+            if (only.equals("all") || only.equals("random")) {
                 randomAccess(work);
             }
-            if (!only.equals("random")) {
+            if (only.equals("all") || only.equals("scale")) {
                 scale(work);
+            }
+            if (only.equals("all") || only.equals("uffd")) {
+                UffdBench.run(work, uffdImageMib, 4, 2500);
             }
         } finally {
             Files.deleteIfExists(work);

@@ -1,6 +1,11 @@
 package dev.lazyblock.cli;
 
 import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.chunker.ChunkerKind;
+import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.metrics.CountingMetrics;
+import dev.lazyblock.upstream.FileUpstream;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -18,8 +23,8 @@ import picocli.CommandLine.Option;
  * cache that fetches what it misses from the image file and keeps what it fetched.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true,
-        description = {"Creates a sample image, reads random blocks of it through a sparse cache,",
-                "and prints each read and what the cache holds afterwards."},
+        description = {"Creates a sample image, reads random blocks of it through a request-first chunker",
+                "(a sparse cache that fetches what it misses), and prints each read and what the cache holds."},
         footer = {"", "Example:", "  lazyblock demo --image-mib 256 --reads 12"})
 final class DemoCommand implements Callable<Integer> {
     @Option(names = "--image-mib", defaultValue = "64", description = "Sample image size in MiB (default ${DEFAULT-VALUE}).")
@@ -40,24 +45,21 @@ final class DemoCommand implements Callable<Integer> {
         System.out.printf("sample image: %s, %,d bytes%n", image, size);
 
         int block = SparseCache.DEFAULT_BLOCK_SIZE;
-        long chunk = 4L << 20; // what a miss fetches, as the chunkers will
         SplittableRandom rnd = new SplittableRandom(seed);
         byte[] buf = new byte[block];
+        CountingMetrics metrics = new CountingMetrics();
         try (FileChannel source = FileChannel.open(image, StandardOpenOption.READ);
-             SparseCache cache = SparseCache.create(dir.resolve("cache"), size)) {
-            System.out.printf("cache: %,d bytes logical, %,d bytes on disk, granularity %,d%n%n",
+             FileUpstream upstream = new FileUpstream(image);
+             Chunker chunker = ChunkerKind.REQUEST_FIRST.create(upstream, SparseCache.create(dir.resolve("cache"), size),
+                     ChunkerOptions.DEFAULTS.withMetrics(metrics))) {
+            SparseCache cache = chunker.cache();
+            System.out.printf("cache: %,d bytes logical, %,d bytes on disk, granularity %,d; chunker: request-first%n%n",
                     cache.size(), cache.fileSize(), cache.granularity());
             System.out.println("  offset          source   first 16 bytes                      ok");
-            int misses = 0;
             for (int i = 0; i < reads; i++) {
-                long blockIndex = rnd.nextLong(size / block);
-                long off = blockIndex * block;
+                long off = rnd.nextLong(size / block) * block;
                 boolean hit = cache.isCached(off, block);
-                if (!hit) {
-                    misses++;
-                    fill(cache, source, off - off % chunk, Math.min(chunk, size - off + off % chunk));
-                }
-                cache.readAt(buf, 0, block, off);
+                chunker.readAt(buf, 0, block, off);
                 boolean ok = matchesSource(source, off, buf);
                 System.out.printf("  %,14d  %-7s  %s  %s%n", off, hit ? "cache" : "fetched",
                         HexFormat.ofDelimiter(" ").formatHex(buf, 0, 16), ok ? "yes" : "NO");
@@ -65,8 +67,17 @@ final class DemoCommand implements Callable<Integer> {
                     return 1;
                 }
             }
+            CountingMetrics.Snapshot m = metrics.snapshot();
+            // The rest of each missed chunk streams in behind its first block: let it land (bounded).
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (m.remoteRequests() > 0 && System.nanoTime() < deadline
+                    && cache.presence().cardinality() * (long) block < Math.min(size, m.misses() * (long) ChunkerOptions.DEFAULT_CHUNK_SIZE)) {
+                java.util.concurrent.locks.LockSupport.parkNanos(1_000_000);
+            }
             long present = cache.presence().cardinality();
-            System.out.printf("%n%d reads, %d misses fetched in %,d-byte chunks%n", reads, misses, chunk);
+            m = metrics.snapshot();
+            System.out.printf("%n%d reads: %d from the cache, %d fetched (%d upstream requests, %,d bytes)%n", reads,
+                    m.hits(), m.misses(), m.remoteRequests(), m.remoteBytes());
             System.out.printf("cache holds %,d of %,d blocks (%.1f%%): %,d bytes on disk; presence map %,d bytes of heap%n",
                     present, cache.presence().granules(), 100.0 * present / cache.presence().granules(),
                     cache.fileSize(), cache.presence().retainedBytes());
@@ -75,17 +86,6 @@ final class DemoCommand implements Callable<Integer> {
             Files.deleteIfExists(dir);
         }
         return 0;
-    }
-
-    private static void fill(SparseCache cache, FileChannel source, long off, long len) throws IOException {
-        ByteBuffer bb = ByteBuffer.allocate((int) len);
-        while (bb.hasRemaining()) {
-            if (source.read(bb, off + bb.position()) < 0) {
-                throw new IOException("sample image ended early at " + (off + bb.position()));
-            }
-        }
-        cache.writeAt(bb.array(), 0, (int) len, off);
-        cache.setIsCached(off, len);
     }
 
     private static boolean matchesSource(FileChannel source, long off, byte[] got) throws IOException {

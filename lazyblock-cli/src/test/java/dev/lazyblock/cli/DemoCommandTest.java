@@ -25,7 +25,7 @@ class DemoCommandTest {
         assertEquals(0, code, text);
         assertEquals(20, text.lines().filter(l -> l.endsWith("  yes")).count(), text);
         assertFalse(text.contains("  NO"), text);
-        assertTrue(text.contains("20 reads"), text);
+        assertTrue(text.contains("20 reads:"), text);
         assertTrue(text.contains("cache holds"), text);
     }
 }

@@ -1,17 +1,15 @@
 package dev.lazyblock.chunker;
 
-import java.util.ArrayList;
 
 /**
  * A session whose bytes arrive in order from the chunk's start: {@code bytesReady} only grows,
  * and waiters, sorted by the end they need, are released from the front as it passes them.
- * Full-fetch advances once, at the end; streaming advances batch by batch.
+ * Full-fetch advances once, at the end; streaming advances batch by batch. Here
+ * {@link #waiters} is kept sorted by {@link Waiter#to}, ascending.
  */
 abstract class ProgressSession extends Session {
     /** Guarded by {@link #lock}. Monotonic: a multiple of the block size, or the chunk length. */
     private long bytesReady;
-    /** Guarded by {@link #lock}. Sorted by {@link Waiter#to}, ascending. */
-    private final ArrayList<Waiter> waiters = new ArrayList<>(4);
 
     ProgressSession(AbstractChunker chunker, long chunkIndex) {
         super(chunker, chunkIndex);
@@ -62,42 +60,8 @@ abstract class ProgressSession extends Session {
     }
 
     @Override
-    final void cancel(Waiter w) {
-        lock.lock();
-        try {
-            waiters.remove(w);
-        } finally {
-            lock.unlock();
-        }
-    }
-
-    @Override
-    final void failWaiters(Throwable error) {
-        for (Waiter w : waiters) {
-            w.fail(error);
-        }
-        waiters.clear();
-    }
-
-    @Override
     final void run() {
-        AbstractChunker.FETCHERS.execute(this::fetchGuarded);
-    }
-
-    private void fetchGuarded() {
-        try {
-            chunker.cache.retain();
-        } catch (RuntimeException e) {
-            fail(e);
-            return;
-        }
-        try {
-            fetch();
-        } catch (Throwable t) {
-            fail(t);
-        } finally {
-            chunker.cache.release();
-        }
+        runGuarded(this::fetch);
     }
 
     /** Fills the chunk, calling {@link #advance} as bytes land, then {@link #complete}. */

@@ -44,8 +44,6 @@ public final class RequestFirstChunker extends AbstractChunker {
         private final long[] ready;
         /** Guarded by {@link #lock}. */
         private int readyCount;
-        /** Guarded by {@link #lock}: readers not yet released, unordered (few per chunk). */
-        private final ArrayList<Waiter> waiters = new ArrayList<>(4);
         /** Guarded by {@link #lock}: priority ranges [from, to) in blocks, asked for but not launched. */
         private final ArrayList<long[]> pending = new ArrayList<>(2);
         /** Guarded by {@link #lock}: priority ranges launched. */
@@ -134,7 +132,7 @@ public final class RequestFirstChunker extends AbstractChunker {
                 lock.unlock();
             }
             for (long[] r : launch) {
-                AbstractChunker.FETCHERS.execute(() -> guarded(() -> priority(r[0], r[1])));
+                runGuarded(() -> priority(r[0], r[1]));
             }
         }
 
@@ -151,32 +149,12 @@ public final class RequestFirstChunker extends AbstractChunker {
             } finally {
                 lock.unlock();
             }
-            AbstractChunker.FETCHERS.execute(() -> guarded(() -> priority(from, to)));
+            runGuarded(() -> priority(from, to));
             if (to < blocks) {
-                AbstractChunker.FETCHERS.execute(() -> guarded(() -> stream(0, to, blocks)));
+                runGuarded(() -> stream(0, to, blocks));
             }
             if (from > 0) {
-                AbstractChunker.FETCHERS.execute(() -> guarded(() -> stream(1, 0, from)));
-            }
-        }
-
-        private interface Work {
-            void run() throws Exception;
-        }
-
-        private void guarded(Work work) {
-            try {
-                chunker.cache.retain();
-            } catch (RuntimeException e) {
-                fail(e);
-                return;
-            }
-            try {
-                work.run();
-            } catch (Throwable t) {
-                fail(t);
-            } finally {
-                chunker.cache.release();
+                runGuarded(() -> stream(1, 0, from));
             }
         }
 
@@ -248,24 +226,6 @@ public final class RequestFirstChunker extends AbstractChunker {
                 }
             }
             return true;
-        }
-
-        @Override
-        void cancel(Waiter w) {
-            lock.lock();
-            try {
-                waiters.remove(w);
-            } finally {
-                lock.unlock();
-            }
-        }
-
-        @Override
-        void failWaiters(Throwable error) {
-            for (Waiter w : waiters) {
-                w.fail(error);
-            }
-            waiters.clear();
         }
     }
 }

@@ -33,6 +33,8 @@ abstract class Session {
     /** Guarded by {@link #lock}. Null while running; then DONE or the error. */
     private Object ended;
     private static final Object DONE = new Object();
+    /** Guarded by {@link #lock}: readers not yet released, in the order the subclass keeps. */
+    final ArrayList<Waiter> waiters = new ArrayList<>(4);
     /** Guarded by {@link #lock}: upstream streams to close if the session fails. */
     private final List<RangeStream> streams = new ArrayList<>(2);
 
@@ -68,11 +70,50 @@ abstract class Session {
     /** Launches the fetch work on fetch threads. */
     abstract void run();
 
+    /** A piece of fetch work. */
+    interface Work {
+        void run() throws Exception;
+    }
+
+    /**
+     * Runs fetch work on a fetch thread: holding a cache lease (so the mapping outlives it even
+     * if the chunker closes meanwhile), and ending the session with whatever it throws.
+     */
+    final void runGuarded(Work work) {
+        AbstractChunker.FETCHERS.execute(() -> {
+            try {
+                chunker.cache.retain();
+            } catch (RuntimeException e) {
+                fail(e);
+                return;
+            }
+            try {
+                work.run();
+            } catch (Throwable t) {
+                fail(t);
+            } finally {
+                chunker.cache.release();
+            }
+        });
+    }
+
     /** Removes a reader that stopped waiting. */
-    abstract void cancel(Waiter w);
+    final void cancel(Waiter w) {
+        lock.lock();
+        try {
+            waiters.remove(w);
+        } finally {
+            lock.unlock();
+        }
+    }
 
     /** Fails and clears every waiter; called under {@link #lock}. */
-    abstract void failWaiters(Throwable error);
+    private void failWaiters(Throwable error) {
+        for (Waiter w : waiters) {
+            w.fail(error);
+        }
+        waiters.clear();
+    }
 
     /** Whether the session has ended (completed or failed). Call under {@link #lock}. */
     final boolean endedLocked() {

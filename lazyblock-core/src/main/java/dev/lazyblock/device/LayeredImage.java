@@ -146,6 +146,21 @@ public final class LayeredImage implements Device {
         return n;
     }
 
+    /** Whether {@code [off, off+len)} lies entirely in zero mappings: it reads as zeros, stored nowhere. */
+    public boolean isZero(long off, long len) {
+        if (off < 0 || len <= 0 || off >= header.imageSize()) {
+            return false;
+        }
+        long end = Math.min(header.imageSize(), off + len);
+        List<Mapping> mappings = header.mappings();
+        for (int i = header.mappingAt(off); i < mappings.size() && mappings.get(i).offset() < end; i++) {
+            if (!mappings.get(i).isZero()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** The chunker of each build (null for an empty build), for statistics. */
     public List<Chunker> chunkers() {
         List<Chunker> out = new ArrayList<>();

@@ -41,20 +41,10 @@ final class HttpRangeStream implements Upstream.RangeStream {
         }
         int n;
         try {
-            if (dst.hasArray()) {
-                n = body.read(dst.array(), dst.arrayOffset() + dst.position(), want);
-                if (n > 0) {
-                    dst.position(dst.position() + n);
-                }
-            } else {
-                if (scratch == null) {
-                    scratch = new byte[(int) Math.min(SCRATCH, len)];
-                }
-                n = body.read(scratch, 0, Math.min(want, scratch.length));
-                if (n > 0) {
-                    dst.put(scratch, 0, n);
-                }
+            if (scratch == null && !dst.hasArray()) {
+                scratch = new byte[(int) Math.min(SCRATCH, len)];
             }
+            n = Bodies.read(body, dst, want, scratch);
         } catch (IOException e) {
             throw error.apply("body failed after " + done + " of " + len + " bytes", e);
         }

@@ -25,8 +25,8 @@ import org.junit.jupiter.api.io.TempDir;
  * new layer reads back exactly base + writes; then a third layer on top. Against a directory
  * store here; the same round trip runs against S3 in lazyblock-s3.
  */
-class LayeredRoundTripTest {
-    static final int B = 4096;
+public class LayeredRoundTripTest {
+    public static final int B = 4096;
     static final int CHUNK = 4 << 20;
 
     @TempDir
@@ -66,7 +66,7 @@ class LayeredRoundTripTest {
     }
 
     /** Runs the whole round trip against {@code store}; returns the layers made. */
-    static LayerExporter.Layer[] roundTrip(ObjectStore store, Path work, long seed) throws IOException {
+    public static LayerExporter.Layer[] roundTrip(ObjectStore store, Path work, long seed) throws IOException {
         SplittableRandom rnd = new SplittableRandom(seed);
         int size = 3 * CHUNK + 5 * B + 123; // a short last block
         byte[] model = new byte[size];
@@ -187,8 +187,8 @@ class LayeredRoundTripTest {
 
     @Test
     void exportedSizesForAMeasuredCase() throws Exception {
-        // 256 MiB base, 1,000 random 4 KiB writes: what a layer costs (printed for the record).
-        int size = 256 << 20;
+        // 1 GiB base, 1,000 random 4 KiB writes: what a layer costs (printed for the record).
+        int size = 1 << 30;
         Path raw = dir.resolve("base.raw");
         try (var ch = java.nio.channels.FileChannel.open(raw, java.nio.file.StandardOpenOption.CREATE_NEW,
                 java.nio.file.StandardOpenOption.WRITE)) {
