@@ -8,6 +8,10 @@ import dev.lazyblock.device.Device;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.device.Overlay;
 import dev.lazyblock.metrics.CountingMetrics;
+import dev.lazyblock.metrics.Metrics;
+import dev.lazyblock.metrics.micrometer.CacheGauges;
+import dev.lazyblock.metrics.micrometer.MetricsServer;
+import dev.lazyblock.metrics.micrometer.MicrometerMetrics;
 import dev.lazyblock.nbd.NbdExport;
 import dev.lazyblock.nbd.NbdServer;
 import dev.lazyblock.upstream.DirectoryStore;
@@ -83,6 +87,13 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--layered", description = "IMAGE is a layered image's header, whatever its name.")
     boolean layered;
 
+    @Option(names = "--metrics", paramLabel = "HOST:PORT",
+            description = "Serve Prometheus metrics at http://HOST:PORT/metrics (bind to loopback unless you mean it).")
+    String metricsListen;
+
+    /** The metrics endpoint, when asked for (for tests). */
+    volatile MetricsServer metricsServer;
+
     /** Counted down once the server listens (for tests). */
     final CountDownLatch started = new CountDownLatch(1);
     /** The running server (for tests). */
@@ -117,8 +128,21 @@ final class ServeCommand implements Callable<Integer> {
         boolean ownDir = cacheDir == null;
         Path caches = ownDir ? Files.createTempDirectory("lazyblock-serve") : Files.createDirectories(cacheDir);
         CountingMetrics metrics = new CountingMetrics();
-        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics);
         List<AutoCloseable> closeLast = new ArrayList<>();
+        Metrics reported = metrics;
+        if (metricsListen != null) {
+            InetSocketAddress at;
+            try {
+                at = parseListen(metricsListen);
+            } catch (IllegalArgumentException e) {
+                System.err.println("lazyblock serve: --metrics: " + e.getMessage());
+                return 2;
+            }
+            metricsServer = new MetricsServer(at);
+            closeLast.add(metricsServer);
+            reported = Metrics.both(metrics, new MicrometerMetrics(metricsServer.registry()));
+        }
+        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(reported);
         Thread hook = null;
         try {
             Source src = open(image, layered || isHeader(image), caches, kind, options, closeLast);
@@ -151,6 +175,13 @@ final class ServeCommand implements Callable<Integer> {
                     writable ? "writable (copy-on-write overlay)" : "read-only", kind.label(), "cache in " + caches);
             if (!address.getAddress().isLoopbackAddress()) {
                 out.println("warning: listening on " + address + ", beyond this machine; NBD has no authentication here");
+            }
+            if (metricsServer != null) {
+                for (Chunker c : src.chunkers()) {
+                    CacheGauges.register(metricsServer.registry(), c.toString(), c.cache());
+                }
+                out.println("metrics at http://" + metricsServer.address().getHostString() + ":"
+                        + metricsServer.address().getPort() + "/metrics");
             }
             out.println("export '" + name + "' at " + server.uri(name));
             out.println("  nbdinfo " + server.uri(name));

@@ -66,6 +66,41 @@ class ServeCommandTest {
     }
 
     @Test
+    void metricsMoveWhileNbdcopyReads() throws Exception {
+        Path image = randomFile("disk.img", 12 * (1 << 20), 4);
+        Running s = new Running(image.toString(), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+                "--cache-dir", dir.resolve("m").toString());
+        String uri = s.uri("disk.img");
+        var at = s.command.metricsServer.address();
+        assertTrue(at.getAddress().isLoopbackAddress());
+        java.net.http.HttpClient http = java.net.http.HttpClient.newHttpClient();
+        java.net.http.HttpRequest get = java.net.http.HttpRequest.newBuilder(
+                java.net.URI.create("http://127.0.0.1:" + at.getPort() + "/metrics")).build();
+        String before = http.send(get, java.net.http.HttpResponse.BodyHandlers.ofString()).body();
+        ClientTools.run("nbdcopy", uri, dir.resolve("copy").toString());
+        String after = http.send(get, java.net.http.HttpResponse.BodyHandlers.ofString()).body();
+        double fetchedBefore = series(before, "lazyblock_remote_bytes_total");
+        double fetchedAfter = series(after, "lazyblock_remote_bytes_total");
+        assertTrue(fetchedAfter >= Files.size(image) && fetchedAfter > fetchedBefore,
+                "remote bytes moved from " + fetchedBefore + " to " + fetchedAfter);
+        assertTrue(series(after, "lazyblock_cache_reads_total") > series(before, "lazyblock_cache_reads_total"));
+        assertTrue(after.contains("lazyblock_cache_present_granules"), after);
+        String out = s.stop();
+        assertTrue(out.contains("metrics at http://127.0.0.1:" + at.getPort() + "/metrics"), out);
+    }
+
+    /** The sum of every series of a metric (0 if it has none yet). */
+    private static double series(String scrape, String metric) {
+        double sum = 0;
+        for (String line : scrape.split("\n")) {
+            if (line.startsWith(metric + "{") || line.startsWith(metric + " ")) {
+                sum += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        return sum;
+    }
+
+    @Test
     void servesARawImageReadOnlyAndReportsTheCache() throws Exception {
         Path image = randomFile("rootfs.ext4", 9 * (1 << 20) + 5, 1);
         Running s = new Running(image.toString(), "--listen", "127.0.0.1:0", "--cache-dir", dir.resolve("c").toString());

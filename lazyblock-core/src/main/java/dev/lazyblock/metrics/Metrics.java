@@ -21,6 +21,41 @@ public interface Metrics {
     /** Readers released by a fetch's progress. */
     void waitersReleased(int count);
 
+    /** Reports to both {@code a} and {@code b} (say, counters for a summary and a registry for scraping). */
+    static Metrics both(Metrics a, Metrics b) {
+        return new Metrics() {
+            @Override
+            public void cacheHit(long bytes) {
+                a.cacheHit(bytes);
+                b.cacheHit(bytes);
+            }
+
+            @Override
+            public void cacheMiss(long bytes) {
+                a.cacheMiss(bytes);
+                b.cacheMiss(bytes);
+            }
+
+            @Override
+            public void remoteRead(String upstream, long bytes, long nanos) {
+                a.remoteRead(upstream, bytes, nanos);
+                b.remoteRead(upstream, bytes, nanos);
+            }
+
+            @Override
+            public void fetchFailed(String upstream, Throwable cause, boolean timeout) {
+                a.fetchFailed(upstream, cause, timeout);
+                b.fetchFailed(upstream, cause, timeout);
+            }
+
+            @Override
+            public void waitersReleased(int count) {
+                a.waitersReleased(count);
+                b.waitersReleased(count);
+            }
+        };
+    }
+
     /** Reports nothing. */
     Metrics NONE = new Metrics() {
         @Override
