@@ -1,5 +1,6 @@
 package dev.lazyblock.bench;
 
+import dev.lazyblock.upstream.SyntheticUpstream;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;

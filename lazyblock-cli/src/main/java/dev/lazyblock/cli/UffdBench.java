@@ -1,7 +1,7 @@
 package dev.lazyblock.cli;
 
+import dev.lazyblock.upstream.SyntheticUpstream;
 import dev.lazyblock.bench.Reference;
-import dev.lazyblock.bench.SyntheticUpstream;
 import dev.lazyblock.bench.UffdModel;
 import dev.lazyblock.upstream.SimulatedUpstream.LatencyModel;
 import java.nio.ByteBuffer;

@@ -1,4 +1,4 @@
-package dev.lazyblock.bench;
+package dev.lazyblock.upstream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 

@@ -1,7 +1,5 @@
-package dev.lazyblock.bench;
+package dev.lazyblock.upstream;
 
-import dev.lazyblock.upstream.Upstream;
-import dev.lazyblock.upstream.UpstreamException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -9,7 +7,7 @@ import java.nio.ByteOrder;
 /**
  * An object of any size whose bytes are a function of their offset, so a 16 GiB image needs
  * no 16 GiB of anything and every read can be checked. Each 8-byte word at offset {@code 8k}
- * is {@link #word(long) word(k)}, little-endian.
+ * is {@link #word(long) word(k)}, little-endian. For benchmarks and soak tests.
  */
 public final class SyntheticUpstream implements Upstream {
     private final long size;
