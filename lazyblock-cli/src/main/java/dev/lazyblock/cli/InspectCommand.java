@@ -1,0 +1,70 @@
+package dev.lazyblock.cli;
+
+import dev.lazyblock.device.LayerHeader;
+import dev.lazyblock.device.LayerHeader.Build;
+import dev.lazyblock.device.LayerHeader.Mapping;
+import dev.lazyblock.device.LayeredImage;
+import java.util.HexFormat;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** Prints a layer header: identity, builds, and what each range of the image maps to. */
+@Command(name = "inspect", mixinStandardHelpOptions = true,
+        description = {"Prints a layered image's header: its build and parent, the builds it references",
+                "(size, SHA-256, bytes mapped), and its mappings (range -> build + offset, or zeros)."},
+        footer = {"", "Examples:", "  lazyblock inspect images/vm1/3f2c...header",
+                "  lazyblock inspect s3://bucket/images/vm1/3f2c...header --mappings 20"})
+final class InspectCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "HEADER", description = "Path or URL (file, https, s3) of a layer header.")
+    String header;
+
+    @Option(names = "--mappings", defaultValue = "50", description = "Mappings to list, -1 for all (default ${DEFAULT-VALUE}).")
+    int mappings;
+
+    @Override
+    public Integer call() throws Exception {
+        ServeCommand.StoreAndKey sk;
+        try {
+            sk = ServeCommand.storeOf(header);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock inspect: " + e.getMessage());
+            return 2;
+        }
+        LayerHeader h;
+        try (var store = sk.store()) {
+            h = LayeredImage.readHeader(store, sk.key());
+        } catch (LayerHeader.HeaderFormatException e) {
+            System.err.println("lazyblock inspect: " + e.getMessage());
+            return 1;
+        }
+        System.out.printf("layer %s%n  parent     %s%n  generation %d%n  image      %,d bytes, %,d-byte blocks%n",
+                h.buildId(), h.hasParent() ? h.parentId() : "(none: a base image)", h.generation(), h.imageSize(),
+                h.blockSize());
+        long[] mapped = new long[h.builds().size()];
+        long zeros = 0;
+        for (Mapping m : h.mappings()) {
+            if (m.isZero()) {
+                zeros += m.length();
+            } else {
+                mapped[m.build()] += m.length();
+            }
+        }
+        System.out.printf("%n  %-36s %15s %15s  %s%n", "build", "diff bytes", "bytes mapped", "sha-256");
+        for (int i = 0; i < h.builds().size(); i++) {
+            Build b = h.builds().get(i);
+            System.out.printf("  %-36s %,15d %,15d  %s%s%n", b.id(), b.size(), mapped[i],
+                    HexFormat.of().formatHex(b.sha256()), b.id().equals(h.buildId()) ? "  (this layer)" : "");
+        }
+        System.out.printf("  %-36s %15s %,15d%n", "zeros (stored nowhere)", "", zeros);
+        int n = mappings < 0 ? h.mappings().size() : Math.min(mappings, h.mappings().size());
+        System.out.printf("%n  %,d mappings%s:%n", h.mappings().size(), n < h.mappings().size() ? ", the first " + n : "");
+        for (int i = 0; i < n; i++) {
+            Mapping m = h.mappings().get(i);
+            System.out.printf("  [%,16d, %,16d)  %s%n", m.offset(), m.end(), m.isZero() ? "zeros"
+                    : h.builds().get(m.build()).id() + " @ " + String.format("%,d", m.buildOffset()));
+        }
+        return 0;
+    }
+}
