@@ -174,8 +174,13 @@ abstract class Session {
                 return;
             }
             ended = error;
-            // Counted before any reader hears of it, so a reader's error is always in the metrics.
+            // Counted and logged before any reader hears of it, so a reader's error is always in
+            // the metrics and the log by the time the reader can act on it. Failures are rare.
             chunker.metrics.fetchFailed(chunker.upstream.name(), error, error instanceof FetchTimeoutException);
+            if (!(error instanceof CacheClosedException)) {
+                AbstractChunker.log.warn("fetch of chunk {} [{}, {}) of {} failed: {}", chunkIndex, chunkOff,
+                        chunkOff + chunkLen, chunker.upstream.name(), error.toString());
+            }
             failWaiters(error);
             toClose = new ArrayList<>(streams);
             streams.clear();
@@ -191,10 +196,6 @@ abstract class Session {
             }
         }
         chunker.sessions.remove(chunkIndex, this);
-        if (!(error instanceof CacheClosedException)) {
-            AbstractChunker.log.warn("fetch of chunk {} [{}, {}) of {} failed: {}", chunkIndex, chunkOff,
-                    chunkOff + chunkLen, chunker.upstream.name(), error.toString());
-        }
     }
 
     private void expire() {
