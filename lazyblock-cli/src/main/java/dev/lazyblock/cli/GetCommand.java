@@ -1,0 +1,148 @@
+package dev.lazyblock.cli;
+
+import dev.lazyblock.upstream.Upstream;
+import dev.lazyblock.upstream.Upstreams;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.BitSet;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * Downloads a whole image to a file, chunks in parallel, resumably: chunks already written are
+ * recorded in a {@code OUT.lazyblock-get} file next to it, and a rerun fetches only the rest.
+ */
+@Command(name = "get", mixinStandardHelpOptions = true,
+        description = {"Materializes an image (path, https or s3 URL) into a local file, fetching chunks in",
+                "parallel; an interrupted get resumes where it stopped. Shows progress on a terminal."},
+        footer = {"", "Examples:", "  lazyblock get https://example.com/rootfs.ext4 rootfs.ext4",
+                "  lazyblock get s3://bucket/images/mem.img mem.img --parallel 16"})
+final class GetCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "IMAGE", description = "Path or URL of the image.")
+    String image;
+
+    @Parameters(index = "1", paramLabel = "OUT", description = "The file to write.")
+    Path out;
+
+    @Option(names = "--parallel", defaultValue = "8", description = "Chunks in flight (default ${DEFAULT-VALUE}).")
+    int parallel;
+
+    @Option(names = "--chunk-mib", defaultValue = "4", description = "Chunk size in MiB (default ${DEFAULT-VALUE}).")
+    int chunkMib;
+
+    /** Stops after this many chunks (tests simulate an interruption); -1 for no limit. */
+    int stopAfterChunks = -1;
+
+    @Override
+    public Integer call() throws Exception {
+        if (parallel < 1 || chunkMib < 1) {
+            System.err.println("lazyblock get: --parallel and --chunk-mib must be at least 1");
+            return 2;
+        }
+        long chunk = (long) chunkMib << 20;
+        Path state = out.resolveSibling(out.getFileName() + ".lazyblock-get");
+        try (Upstream up = Upstreams.open(image)) {
+            long size = up.size();
+            int chunks = (int) ((size + chunk - 1) / chunk);
+            BitSet done = resumeState(state, size, chunk, chunks);
+            long already = 0;
+            for (int c = done.nextSetBit(0); c >= 0; c = done.nextSetBit(c + 1)) {
+                already += Math.min(chunk, size - c * chunk);
+            }
+            Progress progress = Progress.onTerminal(System.err, "get " + up.name(), size);
+            progress.add(already);
+            AtomicInteger fetched = new AtomicInteger();
+            try (FileChannel file = FileChannel.open(out, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+                 ExecutorService pool = Executors.newFixedThreadPool(parallel,
+                         Thread.ofPlatform().daemon().name("lazyblock-get-", 0).factory())) {
+                if (file.size() != size) {
+                    file.truncate(size);
+                    if (file.size() < size) {
+                        file.write(ByteBuffer.wrap(new byte[1]), size - 1); // extend, sparse
+                    }
+                }
+                java.util.List<Future<?>> work = new java.util.ArrayList<>();
+                for (int c = done.nextClearBit(0); c < chunks; c = done.nextClearBit(c + 1)) {
+                    int index = c;
+                    work.add(pool.submit(() -> {
+                        if (stopAfterChunks >= 0 && fetched.get() >= stopAfterChunks) {
+                            return null;
+                        }
+                        long off = index * chunk;
+                        int len = (int) Math.min(chunk, size - off);
+                        ByteBuffer buf = ByteBuffer.allocateDirect(len);
+                        up.readFully(off, buf);
+                        buf.flip();
+                        while (buf.hasRemaining()) {
+                            file.write(buf, off + buf.position());
+                        }
+                        synchronized (done) {
+                            done.set(index);
+                        }
+                        fetched.incrementAndGet();
+                        progress.add(len);
+                        return null;
+                    }));
+                }
+                IOException failure = null;
+                for (Future<?> f : work) {
+                    try {
+                        f.get();
+                    } catch (java.util.concurrent.ExecutionException e) {
+                        failure = e.getCause() instanceof IOException io ? io : new IOException(e.getCause());
+                    }
+                }
+                file.force(true);
+                synchronized (done) {
+                    saveState(state, size, chunk, done);
+                }
+                progress.finish();
+                if (failure != null) {
+                    System.err.println("lazyblock get: " + failure.getMessage() + "; " + done.cardinality() + " of "
+                            + chunks + " chunks are saved, rerun to resume");
+                    return 1;
+                }
+                if (done.cardinality() < chunks) {
+                    System.err.println("lazyblock get: stopped with " + done.cardinality() + " of " + chunks
+                            + " chunks; rerun to resume");
+                    return 1;
+                }
+            }
+            Files.deleteIfExists(state);
+            System.out.printf("%s: %,d bytes in %d chunks (%d fetched now, %d from an earlier run)%n", out, size, chunks,
+                    fetched.get(), chunks - fetched.get());
+            return 0;
+        }
+    }
+
+    /** The chunks an earlier run finished, if its state matches this image and chunk size. */
+    private BitSet resumeState(Path state, long size, long chunk, int chunks) throws IOException {
+        if (!Files.exists(state) || !Files.exists(out)) {
+            return new BitSet(chunks);
+        }
+        ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(state));
+        if (b.remaining() < 16 || b.getLong() != size || b.getLong() != chunk) {
+            return new BitSet(chunks); // another image or chunking: start over
+        }
+        return BitSet.valueOf(b.slice());
+    }
+
+    private static void saveState(Path state, long size, long chunk, BitSet done) throws IOException {
+        byte[] bits = done.toByteArray();
+        ByteBuffer b = ByteBuffer.allocate(16 + bits.length).putLong(size).putLong(chunk).put(bits);
+        Path tmp = state.resolveSibling(state.getFileName() + ".tmp");
+        Files.write(tmp, b.array());
+        Files.move(tmp, state, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    }
+}
