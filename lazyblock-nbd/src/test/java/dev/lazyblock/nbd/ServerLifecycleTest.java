@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.lazyblock.testing.Await;
 import dev.lazyblock.nbd.RawClient.Chunk;
 import java.io.IOException;
 import java.net.ConnectException;

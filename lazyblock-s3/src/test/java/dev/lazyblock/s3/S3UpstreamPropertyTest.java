@@ -3,6 +3,7 @@ package dev.lazyblock.s3;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import dev.lazyblock.testing.Seeds;
 import dev.lazyblock.upstream.Upstream;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
