@@ -5,6 +5,7 @@ import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.device.Device;
+import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.device.Overlay;
 import dev.lazyblock.metrics.CountingMetrics;
@@ -87,6 +88,10 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--layered", description = "IMAGE is a layered image's header, whatever its name.")
     boolean layered;
 
+    @Option(names = "--export-layer", description = "With --writable over a layered image: when serve stops, "
+            + "export what clients wrote as a new layer next to the image's header, and print its header's key.")
+    boolean exportLayer;
+
     @Option(names = "--metrics", paramLabel = "HOST:PORT",
             description = "Serve Prometheus metrics at http://HOST:PORT/metrics (bind to loopback unless you mean it).")
     String metricsListen;
@@ -123,6 +128,15 @@ final class ServeCommand implements Callable<Integer> {
             NbdExport.validateName(name);
         } catch (IllegalArgumentException e) {
             System.err.println("lazyblock serve: " + e.getMessage() + " (choose one with --export)");
+            return 2;
+        }
+        if (exportLayer && !writable) {
+            System.err.println("lazyblock serve: --export-layer needs --writable (there is nothing to export otherwise)");
+            return 2;
+        }
+        if (exportLayer && !(layered || isHeader(image))) {
+            System.err.println("lazyblock serve: --export-layer needs a layered image (a *.header, or --layered): "
+                    + "a layer is written over its parent header");
             return 2;
         }
         boolean ownDir = cacheDir == null;
@@ -194,6 +208,14 @@ final class ServeCommand implements Callable<Integer> {
             server.close();
             out.println();
             out.println("stopped. " + statistics(server.stats(), metrics, src.chunkers(), overlay));
+            if (exportLayer) {
+                LayeredImage parent = (LayeredImage) src.device();
+                LayerExporter.Layer layer = LayerExporter.export(overlay, parent.header(), src.layer().store(),
+                        LayeredImage.dirOf(src.layer().key()), caches);
+                out.printf("exported layer %s: %,d blocks stored (%,d bytes), %,d zero, %,d unchanged; header %s%n",
+                        layer.header().buildId(), layer.storedBlocks(), layer.diffBytes(), layer.zeroBlocks(),
+                        layer.unchangedBlocks(), src.layer().store().name() + "/" + layer.headerKey());
+            }
             out.flush();
             return 0;
         } finally {
@@ -220,7 +242,8 @@ final class ServeCommand implements Callable<Integer> {
     }
 
     /** What is served, what closes it, and the chunkers whose caches the statistics describe. */
-    record Source(Device device, String description, List<Chunker> chunkers) {}
+    /** What serve reads; for a layered image also where its header lives, to export a layer beside it. */
+    record Source(Device device, String description, List<Chunker> chunkers, StoreAndKey layer) {}
 
     static Source open(String image, boolean header, Path caches, ChunkerKind kind, ChunkerOptions options,
                        List<AutoCloseable> closeLast) throws IOException {
@@ -231,7 +254,7 @@ final class ServeCommand implements Callable<Integer> {
             closeLast.addFirst(li);
             List<Chunker> chunkers = li.chunkers().stream().filter(c -> c != null).toList();
             return new Source(li, "layered image " + li.header().buildId() + " (" + li.header().builds().size()
-                    + " builds, " + li.header().mappings().size() + " mappings) from " + sk.store().name(), chunkers);
+                    + " builds, " + li.header().mappings().size() + " mappings) from " + sk.store().name(), chunkers, sk);
         }
         Upstream up = Upstreams.open(image);
         closeLast.add(up);
@@ -239,7 +262,7 @@ final class ServeCommand implements Callable<Integer> {
         Chunker c = kind.create(up, SparseCache.create(caches.resolve("image-" + UUID.randomUUID() + ".cache"), size),
                 options);
         closeLast.addFirst(c);
-        return new Source(c, up.name(), List.of(c));
+        return new Source(c, up.name(), List.of(c), null);
     }
 
     record StoreAndKey(ObjectStore store, String key) {}

@@ -141,6 +141,50 @@ class ServeCommandTest {
     }
 
     @Test
+    void whatClientsWroteExportsAsALayerWhenServeStops() throws Exception {
+        Path raw = randomFile("base.raw", 2 * (4 << 20), 5);
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        LayerExporter.Layer base = LayerExporter.publishBase(raw, 4096, store, "images/vm2");
+        Path header = dir.resolve("store").resolve(base.headerKey());
+        Running s = new Running(header.toString(), "--writable", "--export-layer", "--export", "vm2", "--listen",
+                "127.0.0.1:0", "--cache-dir", dir.resolve("c2").toString());
+        String uri = s.uri("vm2");
+        ClientTools.run("qemu-io", "-f", "raw", "-c", "write -P 0x7e 4190000 9000", uri);
+        String out = s.stop();
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("exported layer \\S+: 4 blocks stored .* header (\\S+)")
+                .matcher(out);
+        assertTrue(m.find(), out);
+        // The new layer reads as the base with the write in it.
+        Path exported = Path.of(m.group(1));
+        assertEquals(header.getParent(), exported.getParent(), "the layer sits next to its parent's header");
+        try (var next = dev.lazyblock.device.LayeredImage.open(new DirectoryStore(exported.getParent()),
+                exported.getFileName().toString(), dir, dev.lazyblock.chunker.ChunkerKind.STREAMING,
+                dev.lazyblock.chunker.ChunkerOptions.DEFAULTS)) {
+            byte[] want = Files.readAllBytes(raw);
+            java.util.Arrays.fill(want, 4190000, 4190000 + 9000, (byte) 0x7e);
+            byte[] got = new byte[want.length];
+            next.readAt(got, 0, got.length, 0);
+            assertEquals(-1, java.util.Arrays.mismatch(want, got));
+        }
+    }
+
+    @Test
+    void exportLayerNeedsAWritableLayeredImage() throws Exception {
+        Path raw = randomFile("plain.raw", 1 << 20, 6);
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream saved = System.err;
+        int code;
+        try {
+            System.setErr(new PrintStream(err, true));
+            code = new CommandLine(new ServeCommand()).execute(raw.toString(), "--writable", "--export-layer");
+        } finally {
+            System.setErr(saved);
+        }
+        assertEquals(2, code);
+        assertTrue(err.toString().contains("--export-layer needs a layered image"), err.toString());
+    }
+
+    @Test
     void servesOverHttpRawAndLayered() throws Exception {
         Path raw = randomFile("web/disk.img", 5 * (1 << 20) + 77, 3);
         LayerExporter.Layer base = LayerExporter.publishBase(raw, 4096, new DirectoryStore(dir.resolve("web")), "layers");
