@@ -131,43 +131,18 @@ public final class FileUpstream implements Upstream {
     }
 
     /** Reads the range positionally, at most {@link #STREAM_PIECE} bytes per call. */
-    private final class FileRangeStream implements RangeStream {
-        private final long off;
-        private final long len;
-        private long done;
-        private boolean open = true;
-
+    private final class FileRangeStream extends PieceStream {
         FileRangeStream(long off, long len) {
-            this.off = off;
-            this.len = len;
+            super(name, off, len, STREAM_PIECE);
         }
 
         @Override
-        public int read(ByteBuffer dst) throws IOException {
-            if (!open) {
-                throw new IOException("range stream of " + name + " is closed");
-            }
-            if (done == len) {
-                return -1;
-            }
-            int want = (int) Math.min(Math.min(dst.remaining(), len - done), STREAM_PIECE);
-            if (want == 0) {
-                return 0;
-            }
-            ByteBuffer piece = dst.slice(dst.position(), want);
-            long pos = off + done;
-            int n = (int) call(ch -> ch.read(piece, pos));
+        int readPiece(long pos, ByteBuffer dst) throws IOException {
+            int n = (int) call(ch -> ch.read(dst, pos));
             if (n < 0) {
                 throw shortRead(off, len, done);
             }
-            dst.position(dst.position() + n);
-            done += n;
             return n;
-        }
-
-        @Override
-        public void close() {
-            open = false;
         }
     }
 }

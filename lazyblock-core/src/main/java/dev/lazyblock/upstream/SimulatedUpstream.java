@@ -226,49 +226,21 @@ public final class SimulatedUpstream implements Upstream {
     }
 
     /** Yields the range in pieces, each no earlier than its bytes would have arrived. */
-    private final class PacedStream implements RangeStream {
-        private final long off;
-        private final long len;
+    private final class PacedStream extends PieceStream {
         private final long firstByte;
-        private long done;
-        private boolean open = true;
 
         PacedStream(long off, long len, long firstByte) {
-            this.off = off;
-            this.len = len;
+            super(name, off, len, pieceSize);
             this.firstByte = firstByte;
         }
 
         @Override
-        public int read(ByteBuffer dst) throws IOException {
-            if (!open) {
-                throw new IOException("range stream of " + name + " is closed");
-            }
-            if (done == len) {
-                return -1;
-            }
-            int n = (int) Math.min(Math.min(dst.remaining(), len - done), pieceSize);
-            if (n == 0) {
-                return 0;
-            }
-            parkUntil(firstByte + model.transferNanos(done + n));
-            // Narrow the caller's buffer instead of slicing it: a piece is 4 KiB, and a slice per
-            // piece would be the model's allocation, charged to the chunker being measured.
-            int limit = dst.limit();
-            dst.limit(dst.position() + n);
-            try {
-                source.read(off + done, dst);
-            } finally {
-                dst.limit(limit);
-            }
-            done += n;
+        int readPiece(long pos, ByteBuffer dst) throws IOException {
+            int n = dst.remaining();
+            parkUntil(firstByte + model.transferNanos(pos - off + n));
+            source.read(pos, dst);
             bytesServed.addAndGet(n);
             return n;
-        }
-
-        @Override
-        public void close() {
-            open = false;
         }
     }
 }
