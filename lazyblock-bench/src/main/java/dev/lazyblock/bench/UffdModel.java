@@ -5,7 +5,7 @@ import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.uffd.PageFaultHandler;
-import dev.lazyblock.uffd.WorkingSet;
+import dev.lazyblock.device.WorkingSet;
 import dev.lazyblock.upstream.FileUpstream;
 import dev.lazyblock.upstream.SimulatedUpstream;
 import dev.lazyblock.upstream.SimulatedUpstream.LatencyModel;

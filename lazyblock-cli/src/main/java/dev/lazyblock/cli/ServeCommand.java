@@ -8,6 +8,8 @@ import dev.lazyblock.device.Device;
 import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.device.Overlay;
+import dev.lazyblock.device.WorkingSet;
+import dev.lazyblock.device.WorkingSetRecorder;
 import dev.lazyblock.metrics.CountingMetrics;
 import dev.lazyblock.metrics.Metrics;
 import dev.lazyblock.metrics.micrometer.CacheGauges;
@@ -39,6 +41,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -62,6 +66,8 @@ import picocli.CommandLine.Parameters;
                 "  nbdinfo nbd://127.0.0.1:10809/rootfs.ext4",
                 "  qemu-img info -f raw nbd://127.0.0.1:10809/rootfs.ext4"})
 final class ServeCommand implements Callable<Integer> {
+    private static final Logger log = LoggerFactory.getLogger(ServeCommand.class);
+
     @Parameters(index = "0", paramLabel = "IMAGE", description = "Path or URL of a raw image or a layer header.")
     String image;
 
@@ -95,6 +101,20 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--metrics", paramLabel = "HOST:PORT",
             description = "Serve Prometheus metrics at http://HOST:PORT/metrics (bind to loopback unless you mean it).")
     String metricsListen;
+
+    @Option(names = "--record-working-set", paramLabel = "FILE",
+            description = "When serve stops, save the chunks clients read, in first-read order, to FILE "
+                    + "(for --prefetch on the next boot of the same image).")
+    Path recordWorkingSet;
+
+    @Option(names = "--prefetch", paramLabel = "FILE",
+            description = "At start, fetch the chunks of a working set saved by --record-working-set, in its order, "
+                    + "beside what clients ask for (which goes first).")
+    Path prefetch;
+
+    @Option(names = "--prefetch-parallel", paramLabel = "N", defaultValue = "4",
+            description = "Chunks prefetched at once (default ${DEFAULT-VALUE}).")
+    int prefetchParallel;
 
     /** The metrics endpoint, when asked for (for tests). */
     volatile MetricsServer metricsServer;
@@ -161,6 +181,12 @@ final class ServeCommand implements Callable<Integer> {
         try {
             Source src = open(image, layered || isHeader(image), caches, kind, options, closeLast);
             Device device = src.device();
+            WorkingSet toPrefetch = prefetch == null ? null : WorkingSet.load(prefetch);
+            WorkingSetRecorder recorder = null;
+            if (recordWorkingSet != null) {
+                recorder = new WorkingSetRecorder(device, options.chunkSize());
+                device = recorder;
+            }
             Overlay overlay = null;
             NbdExport export;
             if (writable) {
@@ -202,12 +228,25 @@ final class ServeCommand implements Callable<Integer> {
             out.println("  qemu-img info -f raw " + server.uri(name));
             out.println("Ctrl-C or SIGTERM stops the server.");
             out.flush();
+            if (toPrefetch != null) {
+                long t0 = System.nanoTime();
+                int chunks = toPrefetch.offsets().size();
+                // Below the recorder and the overlay: a prefetch is neither a client's read nor a write.
+                toPrefetch.prefetch(src.device(), Math.max(1, prefetchParallel)).whenComplete((n, e) ->
+                        log.info("prefetch of {} chunks from {}: {} read in {} ms{}", chunks, prefetch, n,
+                                (System.nanoTime() - t0) / 1_000_000, e == null ? "" : ", failed: " + e));
+            }
             started.countDown();
             stop.await();
 
             server.close();
             out.println();
             out.println("stopped. " + statistics(server.stats(), metrics, src.chunkers(), overlay));
+            if (recorder != null) {
+                WorkingSet ws = recorder.workingSet();
+                ws.save(recordWorkingSet);
+                out.printf("working set: %,d chunks read, saved to %s%n", ws.offsets().size(), recordWorkingSet);
+            }
             if (exportLayer) {
                 LayeredImage parent = (LayeredImage) src.device();
                 LayerExporter.Layer layer = LayerExporter.export(overlay, parent.header(), src.layer().store(),

@@ -6,6 +6,7 @@ import dev.lazyblock.device.Device;
 import dev.lazyblock.device.LayerHeader.Mapping;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.device.Overlay;
+import dev.lazyblock.device.WorkingSetRecorder;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -50,6 +51,7 @@ final class Extents {
         return switch (device) {
             case LayeredImage li -> li.header().mappings().stream().anyMatch(Mapping::isZero);
             case Overlay ov -> mayHaveHoles(ov.base());
+            case WorkingSetRecorder r -> mayHaveHoles(r.device());
             default -> false;
         };
     }
@@ -89,6 +91,9 @@ final class Extents {
                     }
                 }
                 return true;
+            }
+            case WorkingSetRecorder r -> {
+                return walk(r.device(), off, end, sink);
             }
             default -> {
                 return sink.extent(off, end - off, 0);

@@ -3,6 +3,7 @@ package dev.lazyblock.uffd;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.device.Device;
 import dev.lazyblock.device.LayeredImage;
+import dev.lazyblock.device.WorkingSet;
 import dev.lazyblock.os.Libc.ErrnoException;
 import java.io.IOException;
 import java.lang.foreign.Arena;

@@ -9,6 +9,7 @@ import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.device.Device;
+import dev.lazyblock.device.WorkingSet;
 import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.device.Overlay;

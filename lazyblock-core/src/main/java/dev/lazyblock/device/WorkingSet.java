@@ -1,6 +1,5 @@
-package dev.lazyblock.uffd;
+package dev.lazyblock.device;
 
-import dev.lazyblock.device.Device;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
