@@ -439,8 +439,9 @@ public final class S3Upstream implements Upstream {
             Duration delay = backoff.computeDelay(opens + 1);
             long left = firstFailureNanos + resumeWindow.toNanos() - now - delay.toNanos();
             if (left <= 0) {
-                throw error(off, len, what + "; no time left to resume within the call timeout ("
-                        + resumeWindow.toMillis() + " ms) after " + opens + " attempts", failure);
+                throw error(off, len, what + "; gave up after " + opens + (opens == 1 ? " attempt" : " attempts")
+                        + ": no time left to ask for the rest within the call timeout (" + resumeWindow.toMillis()
+                        + " ms)", failure);
             }
             long from = off + done;
             log.debug("{}: {}; asking for bytes {}-{} again in {} ms (attempt {} of {})", name, what, from,

@@ -144,6 +144,27 @@ class S3RangeResumeTest {
     }
 
     @Test
+    void noResumeIsTriedThatCannotEndWithinTheCallTimeout() {
+        proxy.rule(r -> r.isFor("GET", KEY) ? Fault.dropAfterBody(100_000) : Fault.PASS);
+        // The back-off before a resume (1-2 s) is longer than the whole call timeout (1 s).
+        S3Config.Builder config = TestS3.config(server.getUri()).retryBaseDelay(Duration.ofSeconds(2))
+                .apiCallAttemptTimeout(Duration.ofSeconds(1)).apiCallTimeout(Duration.ofSeconds(1));
+        try (S3Upstream up = upstream(config)) {
+            long t0 = System.nanoTime();
+            UpstreamException e = assertTimeoutPreemptively(BOUND,
+                    () -> assertThrows(UpstreamException.class, () -> readAll(up, 0, SIZE, 16 * 1024)));
+            long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
+            // A clean close mid-body: Apache's "Premature end of Content-Length delimited message body".
+            assertTrue(e.getMessage().contains(": body failed after 100000 of " + SIZE + " bytes (ConnectionClosed"),
+                    e.getMessage());
+            assertTrue(e.getMessage().endsWith("); gave up after 1 attempt: no time left to ask for the rest within"
+                    + " the call timeout (1000 ms)"), e.getMessage());
+            assertTrue(ms < 1_000, "gave up at once, not after a back-off: " + ms + " ms");
+        }
+        assertEquals(1, proxy.requests("GET", KEY).size(), proxy.requests().toString());
+    }
+
+    @Test
     void anObjectReplacedBeforeTheResumeIsRefusedNotMixed() throws Exception {
         AtomicInteger gets = new AtomicInteger();
         proxy.rule(r -> {
