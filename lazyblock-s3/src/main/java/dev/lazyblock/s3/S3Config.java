@@ -18,6 +18,7 @@ import software.amazon.awssdk.awscore.retry.AwsRetryStrategy;
 import software.amazon.awssdk.core.exception.SdkClientException;
 import software.amazon.awssdk.http.apache5.Apache5HttpClient;
 import software.amazon.awssdk.regions.Region;
+import software.amazon.awssdk.retries.api.BackoffStrategy;
 import software.amazon.awssdk.regions.providers.DefaultAwsRegionProviderChain;
 import software.amazon.awssdk.services.s3.S3Client;
 import software.amazon.awssdk.services.s3.S3ClientBuilder;
@@ -32,8 +33,13 @@ import software.amazon.awssdk.services.s3.S3ClientBuilder;
  * {@code AWS_ACCESS_KEY_ID}/{@code AWS_SECRET_ACCESS_KEY}, profiles, instance roles); the
  * region falls back to {@code us-east-1} when an endpoint is given and the chain finds none.
  * Every request has an attempt timeout and a call timeout; failed attempts are retried by the
- * SDK's standard strategy (exponential back-off with jitter, at most {@link #maxAttempts()}
- * attempts) on throttling, 5xx answers and I/O errors, never on other 4xx answers.
+ * SDK's standard strategy (at most {@link #maxAttempts()} attempts) on throttling, 5xx answers
+ * and I/O errors, never on other 4xx answers. Its back-off is exponential with "half" jitter:
+ * before retry {@code n} (1, 2, ...) it waits between {@code d/2} and {@code d}, where
+ * {@code d = min(base * 2^(n-1), 20 s)} and {@code base} is {@link #retryBaseDelay()} (100 ms),
+ * or {@link #throttleBaseDelay()} (1 s) when S3 throttles (503 SlowDown, 429...). Half jitter
+ * rather than the SDK's full jitter: a throttled store never sees an immediate retry, and many
+ * clients retrying together still spread out.
  *
  * <p>{@link #toString()} and every message this module writes leave secrets out.
  */
@@ -44,6 +50,12 @@ public final class S3Config {
     public static final Duration DEFAULT_CALL_TIMEOUT = Duration.ofSeconds(60);
     public static final Duration DEFAULT_UPLOAD_ATTEMPT_TIMEOUT = Duration.ofMinutes(5);
     public static final int DEFAULT_MAX_ATTEMPTS = 4;
+    /** First retry after an error waits 50-100 ms; each later one twice as long. */
+    public static final Duration DEFAULT_RETRY_BASE_DELAY = Duration.ofMillis(100);
+    /** First retry after throttling (503 SlowDown) waits 0.5-1 s: the SDK's throttled base. */
+    public static final Duration DEFAULT_THROTTLE_BASE_DELAY = Duration.ofSeconds(1);
+    /** No back-off is longer than this (the SDK's cap). */
+    public static final Duration MAX_BACKOFF = Duration.ofSeconds(20);
     public static final int DEFAULT_MAX_CONNECTIONS = 64;
     public static final long DEFAULT_PART_SIZE = 16L << 20;
     public static final long DEFAULT_MULTIPART_THRESHOLD = 16L << 20;
@@ -69,6 +81,8 @@ public final class S3Config {
     private final Duration apiCallTimeout;
     private final Duration uploadAttemptTimeout;
     private final int maxAttempts;
+    private final Duration retryBaseDelay;
+    private final Duration throttleBaseDelay;
     private final int maxConnections;
     private final long partSize;
     private final long multipartThreshold;
@@ -87,6 +101,8 @@ public final class S3Config {
         this.apiCallTimeout = b.apiCallTimeout;
         this.uploadAttemptTimeout = b.uploadAttemptTimeout;
         this.maxAttempts = b.maxAttempts;
+        this.retryBaseDelay = b.retryBaseDelay;
+        this.throttleBaseDelay = b.throttleBaseDelay;
         this.maxConnections = b.maxConnections;
         this.partSize = b.partSize;
         this.multipartThreshold = b.multipartThreshold;
@@ -181,6 +197,20 @@ public final class S3Config {
                 b.maxAttempts(parseInt(v));
             }
         },
+        /** Back-off base after an error (a reset, a 500); doubles per retry. */
+        RETRY_BASE_DELAY("lazyblock.s3.retryBaseDelay", "LAZYBLOCK_S3_RETRY_BASE_DELAY") {
+            @Override
+            void apply(Builder b, String v) {
+                b.retryBaseDelay(parseDuration(v));
+            }
+        },
+        /** Back-off base after throttling (503 SlowDown); doubles per retry. */
+        THROTTLE_BASE_DELAY("lazyblock.s3.throttleBaseDelay", "LAZYBLOCK_S3_THROTTLE_BASE_DELAY") {
+            @Override
+            void apply(Builder b, String v) {
+                b.throttleBaseDelay(parseDuration(v));
+            }
+        },
         MAX_CONNECTIONS("lazyblock.s3.maxConnections", "LAZYBLOCK_S3_MAX_CONNECTIONS") {
             @Override
             void apply(Builder b, String v) {
@@ -273,6 +303,8 @@ public final class S3Config {
                         .apiCallTimeout(apiCallTimeout)
                         .retryStrategy(AwsRetryStrategy.standardRetryStrategy().toBuilder()
                                 .maxAttempts(maxAttempts)
+                                .backoffStrategy(backoff())
+                                .throttlingBackoffStrategy(throttlingBackoff())
                                 .build()));
         if (endpoint != null) {
             b.endpointOverride(endpoint);
@@ -284,6 +316,16 @@ public final class S3Config {
             b.credentialsProvider(credentials);
         }
         return b.build();
+    }
+
+    /** Back-off before a retry after an error: see the class comment. */
+    BackoffStrategy backoff() {
+        return BackoffStrategy.exponentialDelayHalfJitter(retryBaseDelay, MAX_BACKOFF);
+    }
+
+    /** Back-off before a retry after throttling: see the class comment. */
+    BackoffStrategy throttlingBackoff() {
+        return BackoffStrategy.exponentialDelayHalfJitter(throttleBaseDelay, MAX_BACKOFF);
     }
 
     /** The configured region, else the SDK chain's, else us-east-1 if an endpoint is given. */
@@ -340,8 +382,22 @@ public final class S3Config {
         return uploadAttemptTimeout;
     }
 
+    /**
+     * Attempts per request, the first included; also the most times a range stream is opened
+     * (the first time included) when its connection drops mid-body.
+     */
     public int maxAttempts() {
         return maxAttempts;
+    }
+
+    /** Back-off base after an error: retry n waits between base*2^(n-1)/2 and base*2^(n-1). */
+    public Duration retryBaseDelay() {
+        return retryBaseDelay;
+    }
+
+    /** Back-off base after throttling (503 SlowDown, 429). */
+    public Duration throttleBaseDelay() {
+        return throttleBaseDelay;
     }
 
     public int maxConnections() {
@@ -379,6 +435,8 @@ public final class S3Config {
                 + ", callTimeout=" + apiCallTimeout
                 + ", uploadAttemptTimeout=" + uploadAttemptTimeout
                 + ", maxAttempts=" + maxAttempts
+                + ", retryBaseDelay=" + retryBaseDelay
+                + ", throttleBaseDelay=" + throttleBaseDelay
                 + ", maxConnections=" + maxConnections
                 + ", partSize=" + partSize
                 + ", multipartThreshold=" + multipartThreshold
@@ -399,6 +457,8 @@ public final class S3Config {
         private Duration apiCallTimeout = DEFAULT_CALL_TIMEOUT;
         private Duration uploadAttemptTimeout = DEFAULT_UPLOAD_ATTEMPT_TIMEOUT;
         private int maxAttempts = DEFAULT_MAX_ATTEMPTS;
+        private Duration retryBaseDelay = DEFAULT_RETRY_BASE_DELAY;
+        private Duration throttleBaseDelay = DEFAULT_THROTTLE_BASE_DELAY;
         private int maxConnections = DEFAULT_MAX_CONNECTIONS;
         private long partSize = DEFAULT_PART_SIZE;
         private long multipartThreshold = DEFAULT_MULTIPART_THRESHOLD;
@@ -530,6 +590,18 @@ public final class S3Config {
             return this;
         }
 
+        /** Back-off base after an error; 1 ms to 20 s. */
+        public Builder retryBaseDelay(Duration d) {
+            this.retryBaseDelay = backoffBase(d, "retry base delay");
+            return this;
+        }
+
+        /** Back-off base after throttling; 1 ms to 20 s. */
+        public Builder throttleBaseDelay(Duration d) {
+            this.throttleBaseDelay = backoffBase(d, "throttle base delay");
+            return this;
+        }
+
         public Builder maxConnections(int n) {
             if (n < 1) {
                 throw new IllegalArgumentException("max connections must be positive, got " + n);
@@ -576,6 +648,14 @@ public final class S3Config {
             }
             return new S3Config(this);
         }
+    }
+
+    private static Duration backoffBase(Duration d, String what) {
+        // The SDK computes delays in whole milliseconds: below 1 ms would be no back-off at all.
+        if (d == null || d.toMillis() < 1 || d.compareTo(MAX_BACKOFF) > 0) {
+            throw new IllegalArgumentException(what + " must be 1 ms to " + MAX_BACKOFF.toSeconds() + " s, got " + d);
+        }
+        return d;
     }
 
     private static Duration positive(Duration d, String what) {

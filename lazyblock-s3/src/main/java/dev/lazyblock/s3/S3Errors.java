@@ -39,7 +39,7 @@ final class S3Errors {
             return interruption("reading [" + off + ", " + (off + len) + ") of " + object, e);
         }
         String what = bodyFailure != null && !(e instanceof AwsServiceException) && timeout(e) == null
-                ? bodyFailure + (attempts(e).isEmpty() ? "" : ", " + attempts(e))
+                ? bodyFailure + (attempts(e).isEmpty() ? "" : "; gave up " + attempts(e))
                 : describe(e);
         return new UpstreamException(object, off, len, scrub(what), scrub((Throwable) e));
     }
@@ -118,6 +118,17 @@ final class S3Errors {
         return "";
     }
 
+    /** What an exception of ours says, without its "reading [a, b) of s3://...: " lead. */
+    static String detail(IOException e) {
+        if (e instanceof UpstreamException u) {
+            String lead = "reading [" + u.offset() + ", " + (u.offset() + u.length()) + ") of " + u.object() + ": ";
+            if (e.getMessage() != null && e.getMessage().startsWith(lead)) {
+                return e.getMessage().substring(lead.length());
+            }
+        }
+        return e.getMessage();
+    }
+
     /** {@code SocketException: Connection reset}. */
     static String brief(Throwable t) {
         return t.getClass().getSimpleName() + (t.getMessage() == null ? "" : ": " + t.getMessage());
@@ -171,10 +182,11 @@ final class S3Errors {
         if (se.requestId() != null) {
             sb.append("; request id ").append(se.requestId());
         }
+        sb.append(')');
         if (se.numAttempts() != null && se.numAttempts() > 1) {
-            sb.append(", after ").append(se.numAttempts()).append(" attempts");
+            sb.append("; gave up after ").append(se.numAttempts()).append(" attempts");
         }
-        return sb.append(')').toString();
+        return sb.toString();
     }
 
     String scrub(String message) {

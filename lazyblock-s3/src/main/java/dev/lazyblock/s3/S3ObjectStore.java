@@ -55,6 +55,8 @@ public final class S3ObjectStore implements ObjectStore {
     private final int uploadConcurrency;
     private final AwsRequestOverrideConfiguration uploadTimeouts;
     private final S3Errors errors;
+    /** Kept for the upstreams {@link #open(String)} makes (their resume settings). */
+    private final S3Config config;
 
     /**
      * A store over {@code s3}, a client the caller keeps and closes, with {@code config}'s
@@ -90,6 +92,7 @@ public final class S3ObjectStore implements ObjectStore {
                 .apiCallTimeout(attempt.multipliedBy(config.maxAttempts()).plus(config.apiCallTimeout()))
                 .build();
         this.errors = new S3Errors(config.secrets());
+        this.config = config;
     }
 
     /** A store with a client of its own, built from {@code config}, closed by {@link #close()}. */
@@ -131,7 +134,7 @@ public final class S3ObjectStore implements ObjectStore {
     /** Makes no request: a missing object fails at the first {@code size} or read. */
     @Override
     public S3Upstream open(String key) {
-        return new S3Upstream(s3, false, locate(key), errors);
+        return new S3Upstream(s3, false, locate(key), config, errors);
     }
 
     @Override

@@ -6,7 +6,11 @@ import dev.lazyblock.upstream.UpstreamException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
+import java.io.InterruptedIOException;
+import java.time.Duration;
 import java.util.Objects;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -14,6 +18,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import software.amazon.awssdk.core.ResponseInputStream;
 import software.amazon.awssdk.core.exception.RetryableException;
+import software.amazon.awssdk.retries.api.BackoffStrategy;
 import software.amazon.awssdk.services.s3.S3Client;
 import software.amazon.awssdk.services.s3.model.GetObjectRequest;
 import software.amazon.awssdk.services.s3.model.GetObjectResponse;
@@ -35,7 +40,12 @@ import software.amazon.awssdk.services.s3.model.HeadObjectResponse;
  * <p>{@link #readFully} runs within the client's attempt and call timeouts and is retried by the
  * SDK (a connection reset mid-body included). {@link #openRange} must get its response within
  * them; its body then flows at S3's pace, each wait bounded by the socket timeout, and
- * {@link RangeStream#close()} aborts the connection, from any thread.
+ * {@link RangeStream#close()} aborts the connection, from any thread. A range stream whose
+ * connection drops mid-body (an I/O error or an early end, not an HTTP error) asks for the rest,
+ * {@code bytes=<first byte not received>-<last>}, with the same {@code If-Match}, after a
+ * back-off: at most {@code maxAttempts} requests per stream, all of them within the call
+ * timeout of the first failure. The reader sees one unbroken stream, or an error saying how far
+ * it got and why it gave up.
  */
 public final class S3Upstream implements Upstream {
     private static final Logger log = LoggerFactory.getLogger(S3Upstream.class);
@@ -48,28 +58,41 @@ public final class S3Upstream implements Upstream {
     private final S3Location location;
     private final String name;
     private final S3Errors errors;
+    /** Most requests a range stream makes (the first included) when its connection drops. */
+    private final int maxOpens;
+    /** Back-off before each reopening of a range stream. */
+    private final BackoffStrategy backoff;
+    /** Reopenings of a range stream end this long after its first failure. */
+    private final Duration resumeWindow;
     /** -1 until learned from HeadObject or a Content-Range. */
     private volatile long size = -1;
     /** Null until learned; then every request is conditional on it. */
     private volatile String etag;
 
     /** Reads through {@code s3}, a client the caller keeps and closes. */
+    /**
+     * Reads through {@code s3}, a client the caller keeps and closes. Range streams resume as
+     * {@link S3Config#defaults()} says (attempts, back-off, call timeout).
+     */
     public S3Upstream(S3Client s3, S3Location location) {
-        this(s3, false, location, S3Errors.NONE);
+        this(s3, false, location, S3Config.defaults(), S3Errors.NONE);
     }
 
-    S3Upstream(S3Client s3, boolean ownsClient, S3Location location, S3Errors errors) {
+    S3Upstream(S3Client s3, boolean ownsClient, S3Location location, S3Config config, S3Errors errors) {
         this.s3 = Objects.requireNonNull(s3, "s3");
         this.ownsClient = ownsClient;
         this.location = Objects.requireNonNull(location, "location");
         this.name = location.url();
         this.errors = errors;
+        this.maxOpens = config.maxAttempts();
+        this.backoff = config.backoff();
+        this.resumeWindow = config.apiCallTimeout();
     }
 
     /** Reads through a client of its own, built from {@code config}, closed by {@link #close()}. */
     public static S3Upstream open(S3Config config, S3Location location) {
         Objects.requireNonNull(location, "location");
-        return new S3Upstream(config.newClient(), true, location, new S3Errors(config.secrets()));
+        return new S3Upstream(config.newClient(), true, location, config, new S3Errors(config.secrets()));
     }
 
     public S3Location location() {
@@ -216,12 +239,20 @@ public final class S3Upstream implements Upstream {
     }
 
     private GetObjectRequest rangeRequest(long off, long len) {
-        return GetObjectRequest.builder()
+        return rangeRequest(off, len, null);
+    }
+
+    /** A ranged GET, conditional on the pinned ETag; {@code callTimeout} null: the client's. */
+    private GetObjectRequest rangeRequest(long off, long len, Duration callTimeout) {
+        GetObjectRequest.Builder b = GetObjectRequest.builder()
                 .bucket(location.bucket())
                 .key(location.key())
                 .range("bytes=" + off + "-" + (off + len - 1))
-                .ifMatch(etag)
-                .build();
+                .ifMatch(etag);
+        if (callTimeout != null) {
+            b.overrideConfiguration(o -> o.apiCallTimeout(callTimeout));
+        }
+        return b.build();
     }
 
     /** Null if the response is exactly {@code [off, off + len)}, else what is wrong with it. */
@@ -309,15 +340,28 @@ public final class S3Upstream implements Upstream {
     /**
      * The body of a validated ranged GET, handed out as it arrives. Reading it to the end hands
      * the connection back to the pool; closing it earlier aborts the connection. {@link #close()}
-     * may come from another thread: it wakes a blocked reader with an error.
+     * may come from another thread: it wakes a blocked reader with an error (also one waiting out
+     * a back-off or reopening the range).
+     *
+     * <p>When the connection drops mid-body, the rest of the range is asked for again from the
+     * first byte not received, conditional on the pinned ETag (so the bytes after the gap are the
+     * same version's), after a back-off; see the class comment for the bounds.
      */
     private final class S3RangeStream implements RangeStream {
-        private final ResponseInputStream<GetObjectResponse> in;
         private final long off;
         private final long len;
         private final AtomicBoolean closed = new AtomicBoolean();
+        /** Counted down by close(): wakes a reader waiting out a back-off. */
+        private final CountDownLatch closing = new CountDownLatch(1);
+        /** The current connection's body; replaced by the reader thread when it resumes. */
+        private volatile ResponseInputStream<GetObjectResponse> in;
         private volatile boolean complete;
+        /** Bytes handed to the reader: the next request, if any, starts at off + done. */
         private long done;
+        /** Requests made for this range, the first included. */
+        private int opens = 1;
+        /** When the first body failure happened; resumes end resumeWindow later. */
+        private long firstFailureNanos;
         private byte[] scratch;
 
         S3RangeStream(ResponseInputStream<GetObjectResponse> in, long off, long len) {
@@ -329,7 +373,7 @@ public final class S3Upstream implements Upstream {
         @Override
         public int read(ByteBuffer dst) throws IOException {
             if (closed.get()) {
-                throw error(off, len, "range stream closed after " + done + " of " + len + " bytes");
+                throw closedError(null);
             }
             if (done == len) {
                 return -1;
@@ -338,51 +382,134 @@ public final class S3Upstream implements Upstream {
             if (want == 0) {
                 return 0;
             }
-            int n;
+            if (scratch == null && !dst.hasArray()) {
+                scratch = new byte[(int) Math.min(SCRATCH, len)];
+            }
+            while (true) {
+                ResponseInputStream<GetObjectResponse> body = in;
+                int n;
+                try {
+                    n = Bodies.read(body, dst, want, scratch);
+                } catch (IOException e) {
+                    abortQuietly(body);
+                    if (closed.get()) {
+                        throw closedError(e);
+                    }
+                    resume(e, S3Errors.brief(e));
+                    continue;
+                } catch (RuntimeException e) {
+                    // Not the transport (the SDK's own verdict on the body): not worth a resume.
+                    abortQuietly(body);
+                    if (closed.get()) {
+                        throw closedError(e);
+                    }
+                    throw error(off, len, "body failed after " + done + " of " + len + " bytes ("
+                            + S3Errors.brief(e) + ")", e);
+                }
+                if (n < 0) {
+                    // The store (or a middlebox) ended the body early without an error: a drop too.
+                    abortQuietly(body);
+                    if (closed.get()) {
+                        throw closedError(null);
+                    }
+                    resume(null, "body ended early: expected " + (len - done) + " more bytes");
+                    continue;
+                }
+                done += n;
+                if (done == len) {
+                    finish();
+                }
+                return n;
+            }
+        }
+
+        /**
+         * Replaces the failed connection with a request for the rest of the range, after a
+         * back-off; or throws, saying how far the stream got, what failed and why it gave up.
+         */
+        private void resume(IOException failure, String how) throws IOException {
+            String what = "body failed after " + done + " of " + len + " bytes (" + how + ")";
+            long now = System.nanoTime();
+            if (opens == 1) {
+                firstFailureNanos = now;
+            }
+            if (opens >= maxOpens) {
+                throw error(off, len, what + (opens > 1 ? "; gave up after " + opens + " attempts" : ""), failure);
+            }
+            Duration delay = backoff.computeDelay(opens + 1);
+            long left = firstFailureNanos + resumeWindow.toNanos() - now - delay.toNanos();
+            if (left <= 0) {
+                throw error(off, len, what + "; gave up after " + opens + (opens == 1 ? " attempt" : " attempts")
+                        + ": no time left to ask for the rest within the call timeout (" + resumeWindow.toMillis()
+                        + " ms)", failure);
+            }
+            long from = off + done;
+            log.debug("{}: {}; asking for bytes {}-{} again in {} ms (attempt {} of {})", name, what, from,
+                    off + len - 1, delay.toMillis(), opens + 1, maxOpens);
             try {
-                if (scratch == null && !dst.hasArray()) {
-                    scratch = new byte[(int) Math.min(SCRATCH, len)];
+                if (closing.await(delay.toNanos(), TimeUnit.NANOSECONDS)) {
+                    throw closedError(failure);
                 }
-                n = Bodies.read(in, dst, want, scratch);
-            } catch (IOException | RuntimeException e) {
-                abortQuietly();
-                if (closed.get()) {
-                    throw error(off, len, "range stream closed after " + done + " of " + len + " bytes", e);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                InterruptedIOException ie = new InterruptedIOException("interrupted resuming [" + off + ", "
+                        + (off + len) + ") of " + name + " at byte " + from);
+                ie.initCause(failure);
+                throw ie;
+            }
+            opens++;
+            ResponseInputStream<GetObjectResponse> next;
+            try {
+                // Within what is left of the window: the whole resume ends in time, not each try.
+                next = s3.getObject(rangeRequest(from, len - done, Duration.ofNanos(Math.max(left,
+                        TimeUnit.MILLISECONDS.toNanos(1)))));
+            } catch (RuntimeException e) {
+                IOException why = errors.read(name, from, len - done, e, null);
+                if (why instanceof InterruptedIOException) {
+                    throw why;
                 }
-                throw error(off, len, "body failed after " + done + " of " + len + " bytes (" + S3Errors.brief(e) + ")",
-                        e);
+                throw error(off, len, what + "; asking for the rest (bytes=" + from + "-" + (off + len - 1)
+                        + ") failed: " + S3Errors.detail(why), why);
             }
-            if (n < 0) {
-                abortQuietly();
-                throw error(off, len, "body ended early: expected " + len + " bytes, got " + done);
+            String problem = checkResponse(next.response(), from, len - done);
+            if (problem != null) {
+                abortQuietly(next);
+                throw error(off, len, what + "; asking for the rest (bytes=" + from + "-" + (off + len - 1)
+                        + "): " + problem, failure);
             }
-            done += n;
-            if (done == len) {
-                finish();
+            in = next;
+            if (closed.get()) {
+                // close() may have aborted the old body just before the swap: abort the new one.
+                abortQuietly(next);
+                throw closedError(failure);
             }
-            return n;
+        }
+
+        private UpstreamException closedError(Throwable cause) {
+            return error(off, len, "range stream closed after " + done + " of " + len + " bytes", cause);
         }
 
         /** Reads the body's end (which releases the connection) and refuses a longer body. */
         private void finish() throws IOException {
+            ResponseInputStream<GetObjectResponse> body = in;
             int extra;
             try {
-                extra = in.read();
+                extra = body.read();
             } catch (IOException e) {
-                abortQuietly();
+                abortQuietly(body);
                 throw error(off, len, "body failed after all " + len + " bytes of the range", e);
             }
             if (extra >= 0) {
-                abortQuietly();
+                abortQuietly(body);
                 throw error(off, len, "body longer than the range: more than " + len + " bytes");
             }
             complete = true;
-            in.close();
+            body.close();
         }
 
-        private void abortQuietly() {
+        private static void abortQuietly(ResponseInputStream<GetObjectResponse> body) {
             try {
-                in.abort();
+                body.abort();
             } catch (RuntimeException ignored) {
                 // the connection is being dropped anyway
             }
@@ -394,10 +521,12 @@ public final class S3Upstream implements Upstream {
             if (!closed.compareAndSet(false, true)) {
                 return;
             }
+            closing.countDown();
+            ResponseInputStream<GetObjectResponse> body = in;
             if (complete) {
-                in.close();
+                body.close();
             } else {
-                abortQuietly();
+                abortQuietly(body);
             }
         }
     }

@@ -61,6 +61,29 @@ class S3ConfigTest {
     }
 
     @Test
+    void backOffBasesDefaultToTheSdksAndAreBounded() {
+        S3Config d = S3Config.defaults();
+        assertEquals(Duration.ofMillis(100), d.retryBaseDelay());
+        assertEquals(Duration.ofSeconds(1), d.throttleBaseDelay());
+        S3Config c = S3Config.fromEnvironment(Map.of("LAZYBLOCK_S3_RETRY_BASE_DELAY", "20ms",
+                "LAZYBLOCK_S3_THROTTLE_BASE_DELAY", "2s"), new Properties());
+        assertEquals(Duration.ofMillis(20), c.retryBaseDelay());
+        assertEquals(Duration.ofSeconds(2), c.throttleBaseDelay());
+        assertTrue(c.toString().contains("retryBaseDelay=PT0.02S, throttleBaseDelay=PT2S"), c.toString());
+        // Half jitter: retry n waits between half and all of base * 2^(n-1).
+        for (int i = 0; i < 50; i++) {
+            long first = c.backoff().computeDelay(2).toMillis();
+            long third = c.throttlingBackoff().computeDelay(4).toMillis();
+            assertTrue(first >= 10 && first <= 20, "first retry after an error: " + first + " ms");
+            assertTrue(third >= 4_000 && third <= 8_000, "third retry after throttling: " + third + " ms");
+        }
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> S3Config.fromEnvironment(
+                Map.of("LAZYBLOCK_S3_THROTTLE_BASE_DELAY", "1m"), new Properties()));
+        assertTrue(e.getMessage().startsWith("environment variable LAZYBLOCK_S3_THROTTLE_BASE_DELAY: throttle base"
+                + " delay must be 1 ms to 20 s, got PT1M"), e.getMessage());
+    }
+
+    @Test
     void badValuesNameTheirVariable() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> S3Config.fromEnvironment(Map.of("LAZYBLOCK_S3_PATH_STYLE", "maybe"), new Properties()));
