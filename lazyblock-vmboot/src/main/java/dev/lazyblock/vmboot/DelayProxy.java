@@ -45,7 +45,18 @@ public final class DelayProxy implements AutoCloseable {
     private final AtomicLong responseBytes = new AtomicLong();
     private final AtomicLong rangeBytes = new AtomicLong();
 
+    /**
+     * Whether answers get an {@code Accept-Ranges: bytes} header when they lack one. S3 and GCS
+     * send it; S3Proxy 4.1 does not, and nbdkit's curl plugin refuses a server without it.
+     */
+    private final boolean acceptRanges;
+
     public DelayProxy(URI target) throws IOException {
+        this(target, false);
+    }
+
+    public DelayProxy(URI target, boolean acceptRanges) throws IOException {
+        this.acceptRanges = acceptRanges;
         this.target = new InetSocketAddress(target.getHost(), target.getPort());
         this.listener = new ServerSocket(0, 64, InetAddress.getLoopbackAddress());
         Thread.ofPlatform().daemon().name("delay-proxy-accept").start(this::accept);
@@ -151,6 +162,16 @@ public final class DelayProxy implements AutoCloseable {
                         firstByteAt = Math.max(System.nanoTime(), requestAt + m.ttfbNanos());
                         sent = 0;
                         sleepUntil(firstByteAt);
+                        if (acceptRanges) {
+                            byte[] fixed = withAcceptRanges(buf, n);
+                            if (fixed != null) {
+                                out.write(fixed);
+                                out.flush();
+                                sent += fixed.length;
+                                responseBytes.addAndGet(fixed.length);
+                                continue;
+                            }
+                        }
                     }
                     if (m.bytesPerSecond() > 0) {
                         // A piece leaves when its last byte is due: a response of L bytes ends at TTFB + L/bandwidth.
@@ -178,6 +199,17 @@ public final class DelayProxy implements AutoCloseable {
                 sockets.remove(s);
             }
         }
+    }
+
+    /** The response head in {@code buf} with Accept-Ranges added, and the body bytes after it; null if none needed. */
+    private static byte[] withAcceptRanges(byte[] buf, int n) {
+        String s = new String(buf, 0, n, StandardCharsets.ISO_8859_1);
+        int end = s.indexOf("\r\n\r\n");
+        if (!s.startsWith("HTTP/1.1 2") || end < 0 || s.substring(0, end).toLowerCase(java.util.Locale.ROOT)
+                .contains("\r\naccept-ranges:")) {
+            return null;
+        }
+        return (s.substring(0, end) + "\r\nAccept-Ranges: bytes" + s.substring(end)).getBytes(StandardCharsets.ISO_8859_1);
     }
 
     private static void sleepUntil(long deadline) {

@@ -37,7 +37,7 @@ public final class Store implements AutoCloseable {
         this.signed = signed;
         this.anonymous = anonymous;
         this.s3Door = new DelayProxy(URI.create("http://127.0.0.1:" + signed.getPort()));
-        this.httpDoor = new DelayProxy(URI.create("http://127.0.0.1:" + anonymous.getPort()));
+        this.httpDoor = new DelayProxy(URI.create("http://127.0.0.1:" + anonymous.getPort()), true);
     }
 
     /** Starts both servers over blobs kept in {@code dir}, and creates the bucket. */
