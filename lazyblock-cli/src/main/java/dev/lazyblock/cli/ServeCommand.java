@@ -116,6 +116,9 @@ final class ServeCommand implements Callable<Integer> {
             description = "Chunks prefetched at once (default ${DEFAULT-VALUE}).")
     int prefetchParallel;
 
+    /** The --prefetch in progress or done, if any (for tests). */
+    volatile java.util.concurrent.CompletableFuture<Long> prefetched;
+
     /** The metrics endpoint, when asked for (for tests). */
     volatile MetricsServer metricsServer;
 
@@ -159,6 +162,15 @@ final class ServeCommand implements Callable<Integer> {
                     + "a layer is written over its parent header");
             return 2;
         }
+        WorkingSet toPrefetch = null;
+        if (prefetch != null) {
+            try {
+                toPrefetch = WorkingSet.load(prefetch);
+            } catch (IOException e) {
+                System.err.println("lazyblock serve: --prefetch: " + e.getMessage());
+                return 2;
+            }
+        }
         boolean ownDir = cacheDir == null;
         Path caches = ownDir ? Files.createTempDirectory("lazyblock-serve") : Files.createDirectories(cacheDir);
         CountingMetrics metrics = new CountingMetrics();
@@ -181,7 +193,6 @@ final class ServeCommand implements Callable<Integer> {
         try {
             Source src = open(image, layered || isHeader(image), caches, kind, options, closeLast);
             Device device = src.device();
-            WorkingSet toPrefetch = prefetch == null ? null : WorkingSet.load(prefetch);
             WorkingSetRecorder recorder = null;
             if (recordWorkingSet != null) {
                 recorder = new WorkingSetRecorder(device, options.chunkSize());
@@ -232,7 +243,8 @@ final class ServeCommand implements Callable<Integer> {
                 long t0 = System.nanoTime();
                 int chunks = toPrefetch.offsets().size();
                 // Below the recorder and the overlay: a prefetch is neither a client's read nor a write.
-                toPrefetch.prefetch(src.device(), Math.max(1, prefetchParallel)).whenComplete((n, e) ->
+                prefetched = toPrefetch.prefetch(src.device(), Math.max(1, prefetchParallel));
+                prefetched.whenComplete((n, e) ->
                         log.info("prefetch of {} chunks from {}: {} read in {} ms{}", chunks, prefetch, n,
                                 (System.nanoTime() - t0) / 1_000_000, e == null ? "" : ", failed: " + e));
             }

@@ -23,11 +23,13 @@ public final class VmBootBench {
     private final Store store;
     private final Path work;
     private final int rounds;
+    private final java.util.Set<String> only;
 
     /** One row's figures (medians over rounds where there are several). */
     record Row(String name, double seconds, double downloadSeconds, long requests, long bytes, String note) {}
 
-    private VmBootBench(BootImage image, Store store, Path work, int rounds) {
+    private VmBootBench(BootImage image, Store store, Path work, int rounds, java.util.Set<String> only) {
+        this.only = only;
         this.image = image;
         this.store = store;
         this.work = work;
@@ -38,6 +40,7 @@ public final class VmBootBench {
         long imageMib = 1024;
         long bootSetMib = 24;
         int rounds = 1;
+        java.util.Set<String> only = java.util.Set.of("1", "2", "2b", "3", "4", "5", "6");
         Path work = Path.of(System.getProperty("java.io.tmpdir"), "lazyblock-vmboot");
         Path out = null;
         List<DelayProxy.Model> models = List.of(DelayProxy.Model.NONE, DelayProxy.Model.GCS);
@@ -47,6 +50,7 @@ public final class VmBootBench {
                 case "--image-mib" -> imageMib = Long.parseLong(args[++i]);
                 case "--boot-set-mib" -> bootSetMib = Long.parseLong(args[++i]);
                 case "--rounds" -> rounds = Integer.parseInt(args[++i]);
+                case "--rows" -> only = java.util.Set.of(args[++i].split(","));
                 case "--work" -> work = Path.of(args[++i]);
                 case "--out" -> out = Path.of(args[++i]);
                 case "--models" -> models = Arrays.stream(args[++i].split(",")).map(m -> switch (m.toLowerCase(Locale.ROOT)) {
@@ -56,7 +60,7 @@ public final class VmBootBench {
                 }).toList();
                 case "-h", "--help" -> {
                     System.out.println("""
-                            bench/vm-boot [--image-mib 1024] [--boot-set-mib 24] [--rounds 1] [--models none,gcs]
+                            bench/vm-boot [--image-mib 1024] [--boot-set-mib 24] [--rounds 1] [--models none,gcs] [--rows 1,2,2b,3,4,5,6]
                                           [--work DIR] [--out FILE.md]
                             Boots a busybox VM from a root disk in S3Proxy six ways and prints time to marker,
                             bytes and requests fetched from the store, and the ratio to nbdkit (row 2).""");
@@ -71,7 +75,7 @@ public final class VmBootBench {
         StringBuilder report = new StringBuilder();
         try (Store store = Store.start(work.resolve("store"))) {
             store.putIfAbsent(KEY, image.rootfs());
-            VmBootBench bench = new VmBootBench(image, store, work, rounds);
+            VmBootBench bench = new VmBootBench(image, store, work, rounds, only);
             report.append(String.format("bench vm-boot, %s: %s, %d cores; guest: %s, %d MiB root image (ext4, busybox), "
                             + "%d MiB boot set; qemu %s; median of %d round(s)%n", LocalDate.now(), accel,
                     Runtime.getRuntime().availableProcessors(), image.kernelVersion(), image.size() >> 20,
@@ -93,20 +97,36 @@ public final class VmBootBench {
 
     private List<Row> runAll() throws Exception {
         List<Row> rows = new ArrayList<>();
-        rows.add(median(r -> downloadThenBoot()));
-        rows.add(median(r -> nbdkit(List.of("cache"), "2. nbdkit --filter=cache curl")));
-        rows.add(median(r -> nbdkit(List.of("readahead", "cache"), "2b. nbdkit --filter=readahead --filter=cache curl")));
-        rows.add(median(r -> serve("streaming", List.of(), "3. lazyblock serve, streaming")));
+        if (only.contains("1")) {
+            rows.add(median(r -> downloadThenBoot()));
+        }
+        if (only.contains("2")) {
+            rows.add(median(r -> nbdkit(List.of("cache"), "2. nbdkit --filter=cache curl")));
+        }
+        if (only.contains("2b")) {
+            rows.add(median(r -> nbdkit(List.of("readahead", "cache"), "2b. nbdkit --filter=readahead --filter=cache curl")));
+        }
+        if (only.contains("3")) {
+            rows.add(median(r -> serve("streaming", List.of(), "3. lazyblock serve, streaming")));
+        }
         // Rows 4 and 6 come from one serve: a cold boot, then a second boot on the kept cache;
         // it records the working set row 5 prefetches.
         List<Row[]> fourSix = new ArrayList<>();
-        for (int i = 0; i < rounds; i++) {
-            fourSix.add(coldThenWarm());
+        if (only.contains("4") || only.contains("5") || only.contains("6")) {
+            for (int i = 0; i < rounds; i++) {
+                fourSix.add(coldThenWarm());
+            }
         }
-        rows.add(medianOf(fourSix.stream().map(r -> r[0]).toList()));
-        rows.add(median(r -> serve("request-first", List.of("--prefetch", workingSet().toString()),
-                "5. lazyblock serve, request-first + prefetched working set")));
-        rows.add(medianOf(fourSix.stream().map(r -> r[1]).toList()));
+        if (only.contains("4")) {
+            rows.add(medianOf(fourSix.stream().map(r -> r[0]).toList()));
+        }
+        if (only.contains("5")) {
+            rows.add(median(r -> serve("request-first", List.of("--prefetch", workingSet().toString()),
+                    "5. lazyblock serve, request-first + prefetched working set")));
+        }
+        if (only.contains("6")) {
+            rows.add(medianOf(fourSix.stream().map(r -> r[1]).toList()));
+        }
         return rows;
     }
 
