@@ -25,7 +25,7 @@ class ServeCommandTest {
     Path dir;
 
     /** A {@code serve} running on its own thread, its standard output captured. */
-    private static final class Running {
+    static final class Running {
         final ServeCommand command = new ServeCommand();
         final ByteArrayOutputStream out = new ByteArrayOutputStream();
         final Thread thread;
