@@ -217,8 +217,10 @@ final class ServeCommand implements Callable<Integer> {
             out.println("stopped. " + statistics(server.stats(), metrics, src.chunkers(), overlay));
             if (exportLayer) {
                 LayeredImage parent = (LayeredImage) src.device();
+                Progress progress = Progress.onTerminal(System.err, "export layer", LayerExporter.writtenBytes(overlay));
                 LayerExporter.Layer layer = LayerExporter.export(overlay, parent.header(), src.layer().store(),
-                        LayeredImage.dirOf(src.layer().key()), caches.dir());
+                        LayeredImage.dirOf(src.layer().key()), caches.dir(), progress::add);
+                progress.finish();
                 out.printf("exported layer %s: %,d blocks stored (%,d bytes), %,d zero, %,d unchanged; header %s%n",
                         layer.header().buildId(), layer.storedBlocks(), layer.diffBytes(), layer.zeroBlocks(),
                         layer.unchangedBlocks(), src.layer().store().name() + "/" + layer.headerKey());

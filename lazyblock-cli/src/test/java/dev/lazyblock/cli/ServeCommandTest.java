@@ -153,7 +153,16 @@ class ServeCommandTest {
                 "127.0.0.1:0", "--cache-dir", dir.resolve("c2").toString());
         String uri = s.uri("vm2");
         ClientTools.run("qemu-io", "-f", "raw", "-c", "write -P 0x7e 4190000 9000", uri);
-        String out = s.stop();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream savedErr = System.err;
+        String out;
+        try {
+            System.setErr(new PrintStream(err, true)); // where the export's progress goes
+            out = s.stop();
+        } finally {
+            System.setErr(savedErr);
+        }
+        assertTrue(err.toString().contains("export layer: 16.0 KiB of 16.0 KiB (100%)"), "progress summary: " + err);
         java.util.regex.Matcher m = java.util.regex.Pattern.compile("exported layer \\S+: 4 blocks stored .* header (\\S+)")
                 .matcher(out);
         assertTrue(m.find(), out);
