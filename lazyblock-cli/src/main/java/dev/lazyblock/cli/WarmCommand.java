@@ -119,6 +119,13 @@ final class WarmCommand implements Callable<Integer> {
                     }
                 }
             }
+            if (failure == null) {
+                try {
+                    awaitMarked(src.chunkers(), options);
+                } catch (IOException e) {
+                    failure = e;
+                }
+            }
             progress.finish();
         } finally {
             for (AutoCloseable c : closeLast) {
@@ -141,6 +148,25 @@ final class WarmCommand implements Callable<Integer> {
         System.out.printf("warmed %s: %,d bytes in %s (%,d fetched now in %,d requests, %,d already cached)%n",
                 description, total, cacheDir, m.remoteBytes(), m.remoteRequests(), already);
         return 0;
+    }
+
+    /**
+     * Waits until every chunk is marked present. A chunker releases a reader once its bytes are in
+     * the cache and marks the chunk just after; closing in between would lose the mark (a closed
+     * cache marks nothing), and the saved map would miss bytes that are there.
+     */
+    private static void awaitMarked(List<Chunker> chunkers, ChunkerOptions options) throws IOException {
+        long deadline = System.nanoTime() + options.fetchTimeout().toNanos();
+        for (Chunker c : chunkers) {
+            while (!c.cache().isCached(0, c.size())) {
+                c.cache().throwIfFailed();
+                if (System.nanoTime() - deadline > 0) {
+                    throw new IOException("fetches of " + c + " did not mark their chunks within "
+                            + options.fetchTimeout().toSeconds() + " s");
+                }
+                java.util.concurrent.locks.LockSupport.parkNanos(1_000_000);
+            }
+        }
     }
 
     private static long presentBytes(SparseCache cache) {

@@ -92,11 +92,13 @@ class TruncatedCacheFileTest {
             truncate(procFdOf(file));
 
             IOException e = assertThrows(IOException.class, () -> c.readAt(new byte[4096], 0, 4096, 4096));
-            assertTrue(e.getMessage().contains("was truncated or removed under us: expected " + SIZE + " bytes, found 0"),
+            assertTrue(e.getMessage().contains("was truncated or removed under us: expected " + SIZE + " bytes, found "),
                     e.getMessage());
             IOException again = assertThrows(IOException.class, () -> c.readAt(new byte[4096], 0, 4096, 8 << 20));
-            assertEquals("cache file " + file + " was truncated or removed under us: expected " + SIZE + " bytes, found 0",
-                    again.getMessage(), "a later miss fails fast with the reason");
+            // A stream of chunk 0 still in flight may have written past 0 before its size check:
+            // "found" is whatever the file had when the truncation was seen, always short.
+            assertTrue(again.getMessage().matches("cache file " + java.util.regex.Pattern.quote(file.toString())
+                    + " was truncated or removed under us: expected " + SIZE + " bytes, found \\d+"), again.getMessage());
             assertEquals(requests, up.requestCount(), "nothing is fetched into a failed cache");
         }
     }
@@ -129,7 +131,9 @@ class TruncatedCacheFileTest {
                 c.readAt(new byte[1 << 20], 0, 1 << 20, 0);
                 truncate(caches.resolve(PersistentCache.key("image-t") + ".cache"));
                 IOException e = assertThrows(IOException.class, () -> c.readAt(new byte[4096], 0, 4096, 0));
-                assertTrue(e.getMessage().contains("expected " + SIZE + " bytes, found 0"), e.getMessage());
+                // The rest of chunk 0 may still be streaming in and growing the file a little.
+                assertTrue(e.getMessage().contains("was truncated or removed under us: expected " + SIZE + " bytes, found "),
+                        e.getMessage());
             }
             assertTrue(opened.awaitReleased(Duration.ofSeconds(60)));
         }
