@@ -16,15 +16,16 @@ import picocli.CommandLine.Parameters;
  * lazily and {@code serve --writable --export-layer} stacks layers on.
  */
 @Command(name = "export", mixinStandardHelpOptions = true,
-        description = {"Publishes FILE, a raw image, as a base layer in DEST: FILE becomes the diff of a new",
-                "build, and a header maps the whole image to it (diff uploaded first, header last).",
-                "DEST: a directory, or s3://bucket/prefix (credentials from the environment).",
-                "Serve it with `lazyblock serve DEST/<build-id>.header`; layers on top of it come from",
-                "`serve --writable --export-layer`. Shows progress on a terminal."},
+        description = {"Publishes a raw image FILE as a base layer in DEST.",
+                "FILE becomes the diff of a new build and a header maps the whole image",
+                "to it (diff first, header last). DEST: a directory, or s3://bucket/prefix (credentials from",
+                "the environment). Serve it with `lazyblock serve DEST/<build>.header`;",
+                "layers on top come from `serve --writable --export-layer`. Progress on a",
+                "terminal, else one summary line."},
         footer = {"", "Examples:",
                 "  lazyblock export rootfs.ext4 /srv/layers/vm1",
                 "  lazyblock export rootfs.ext4 s3://bucket/images/vm1",
-                "  lazyblock serve /srv/layers/vm1/<build-id>.header --writable --export-layer"})
+                "  lazyblock serve /srv/layers/vm1/<build>.header --writable --export-layer"})
 final class ExportCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "FILE", description = "The raw image file to publish.")
     Path file;

@@ -9,14 +9,15 @@ import picocli.CommandLine.Model.OptionSpec;
 /** The {@code lazyblock} command line. */
 @Command(name = "lazyblock", mixinStandardHelpOptions = true, version = "lazyblock 0.1.0",
         description = {"Serves VM snapshot images lazily from object storage.",
-                "Every command reads defaults from a config file (--config FILE, $LAZYBLOCK_CONFIG, or",
-                "~/.config/lazyblock/config.properties): long option names as keys, e.g. cache-dir=DIR for",
-                "all commands, serve.listen=HOST:PORT for one; flags win. Credentials only from the environment."},
+                "Defaults come from a config file (--config FILE, $LAZYBLOCK_CONFIG or",
+                "~/.config/lazyblock/config.properties): long option names as keys,",
+                "cache-dir=DIR for every command, serve.listen=HOST:PORT for one; flags",
+                "win. Credentials come from the environment only."},
         subcommands = {DemoCommand.class, GetCommand.class, WarmCommand.class, ServeCommand.class, ExportCommand.class,
                 InspectCommand.class, BenchCommand.class, CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
                 "  lazyblock serve https://example.com/rootfs.ext4",
-                "  lazyblock warm s3://bucket/vm1/<build-id>.header --cache-dir /var/cache/lazyblock",
+                "  lazyblock warm s3://bucket/vm1/<build>.header --cache-dir /var/cache/lb",
                 "  lazyblock serve --help"})
 public final class Main implements Runnable {
     @CommandLine.Spec

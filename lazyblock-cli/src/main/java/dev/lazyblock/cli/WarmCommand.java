@@ -24,14 +24,15 @@ import picocli.CommandLine.Parameters;
  * later {@code serve --cache-dir} of that image reads it locally from the first request.
  */
 @Command(name = "warm", mixinStandardHelpOptions = true,
-        description = {"Fetches all of IMAGE (every build of a layered image) into the cache kept in DIR,",
-                "chunks in parallel; `serve IMAGE --cache-dir DIR` then reads it without fetching.",
-                "Bytes already there from an earlier warm or serve are not fetched again.",
-                "Shows progress (bytes, rate, ETA) on a terminal, one summary line otherwise."},
+        description = {"Fetches all of IMAGE into the cache kept in DIR.",
+                "Every build of a layered image, chunks in parallel; `serve IMAGE --cache-dir DIR` then reads",
+                "it without fetching. Bytes already there (an earlier warm or serve) are",
+                "not fetched again. Progress (bytes, rate, ETA) on a terminal, else one",
+                "summary line."},
         footer = {"", "Examples:",
-                "  lazyblock warm https://example.com/rootfs.ext4 --cache-dir /var/cache/lazyblock",
-                "  lazyblock warm s3://bucket/vm1/<build-id>.header --cache-dir /var/cache/lazyblock --parallel 16",
-                "  lazyblock serve https://example.com/rootfs.ext4 --cache-dir /var/cache/lazyblock"})
+                "  lazyblock warm https://example.com/rootfs.ext4 --cache-dir /var/cache/lb",
+                "  lazyblock warm s3://bucket/vm1/<build>.header --cache-dir /var/cache/lb",
+                "  lazyblock serve https://example.com/rootfs.ext4 --cache-dir /var/cache/lb"})
 final class WarmCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "IMAGE", description = "Path or URL of a raw image or a layer header.")
     String image;
