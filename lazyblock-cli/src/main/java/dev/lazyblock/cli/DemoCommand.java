@@ -25,7 +25,7 @@ import picocli.CommandLine.Option;
 @Command(name = "demo", mixinStandardHelpOptions = true,
         description = {"Creates a sample image, reads random blocks of it through a request-first chunker",
                 "(a sparse cache that fetches what it misses), and prints each read and what the cache holds."},
-        footer = {"", "Example:", "  lazyblock demo --image-mib 256 --reads 12"})
+        footer = {"", "Examples:", "  lazyblock demo", "  lazyblock demo --image-mib 256 --reads 12"})
 final class DemoCommand implements Callable<Integer> {
     @Option(names = "--image-mib", defaultValue = "64", description = "Sample image size in MiB (default ${DEFAULT-VALUE}).")
     long imageMib;

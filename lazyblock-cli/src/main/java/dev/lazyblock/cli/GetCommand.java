@@ -61,7 +61,7 @@ final class GetCommand implements Callable<Integer> {
                 already += Math.min(chunk, size - c * chunk);
             }
             Progress progress = Progress.onTerminal(System.err, "get " + up.name(), size);
-            progress.add(already);
+            progress.skip(already);
             AtomicInteger fetched = new AtomicInteger();
             try (FileChannel file = FileChannel.open(out, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
                  ExecutorService pool = Executors.newFixedThreadPool(parallel,

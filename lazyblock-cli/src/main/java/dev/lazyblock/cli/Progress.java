@@ -15,6 +15,8 @@ final class Progress {
     private final boolean live;
     private final long started = System.nanoTime();
     private final AtomicLong done = new AtomicLong();
+    /** Bytes done before this run (resumed, already cached): counted as done, not in the rate. */
+    private final AtomicLong skipped = new AtomicLong();
     private volatile long lastDraw;
 
     Progress(PrintStream out, String what, long total, boolean live) {
@@ -41,13 +43,19 @@ final class Progress {
         }
     }
 
+    /** Counts {@code bytes} as done without doing them now: they do not raise the rate. */
+    void skip(long bytes) {
+        skipped.addAndGet(bytes);
+        done.addAndGet(bytes);
+    }
+
     long done() {
         return done.get();
     }
 
     String line(long d, long now) {
         double secs = Math.max(1e-3, (now - started) / 1e9);
-        double rate = d / secs;
+        double rate = Math.max(0, d - skipped.get()) / secs;
         String eta = rate > 0 && d < total ? String.format("ETA %.0f s", (total - d) / rate) : "";
         return String.format("%s: %s of %s (%.0f%%), %s/s %s", what, human(d), human(total),
                 total == 0 ? 100.0 : 100.0 * d / total, human((long) rate), eta).trim();

@@ -87,8 +87,9 @@ final class ServeCommand implements Callable<Integer> {
     String chunker;
 
     @Option(names = "--cache-dir", paramLabel = "DIR",
-            description = "Where cache files go (default: a new directory under the temp directory). They are "
-                    + "unlinked as soon as they are created.")
+            description = "Keep the image's cache in DIR across runs (what `lazyblock warm` fills): a clean stop "
+                    + "saves which bytes are present, the next serve of the same image reads them locally. "
+                    + "Default: scratch files in a new temp directory, unlinked at once, gone at exit.")
     Path cacheDir;
 
     @Option(names = "--layered", description = "IMAGE is a layered image's header, whatever its name.")
@@ -118,6 +119,9 @@ final class ServeCommand implements Callable<Integer> {
 
     /** The --prefetch in progress or done, if any (for tests). */
     volatile java.util.concurrent.CompletableFuture<Long> prefetched;
+
+    /** How long a stop waits for fetches in flight to end, so a kept cache's map is saved. */
+    static final java.time.Duration SAVE_TIMEOUT = java.time.Duration.ofSeconds(90);
 
     /** The metrics endpoint, when asked for (for tests). */
     volatile MetricsServer metricsServer;
@@ -172,7 +176,8 @@ final class ServeCommand implements Callable<Integer> {
             }
         }
         boolean ownDir = cacheDir == null;
-        Path caches = ownDir ? Files.createTempDirectory("lazyblock-serve") : Files.createDirectories(cacheDir);
+        Caches caches = new Caches(ownDir ? Files.createTempDirectory("lazyblock-serve") : Files.createDirectories(cacheDir),
+                !ownDir);
         CountingMetrics metrics = new CountingMetrics();
         List<AutoCloseable> closeLast = new ArrayList<>();
         Metrics reported = metrics;
@@ -201,7 +206,7 @@ final class ServeCommand implements Callable<Integer> {
             Overlay overlay = null;
             NbdExport export;
             if (writable) {
-                overlay = new Overlay(device, SparseCache.create(caches.resolve("overlay-" + UUID.randomUUID() + ".cache"),
+                overlay = new Overlay(device, SparseCache.create(caches.dir().resolve("overlay-" + UUID.randomUUID() + ".cache"),
                         device.size(), device.blockSize(), device.blockSize()));
                 closeLast.addFirst(overlay);
                 export = NbdExport.writable(name, overlay);
@@ -223,7 +228,9 @@ final class ServeCommand implements Callable<Integer> {
             Runtime.getRuntime().addShutdownHook(hook);
 
             out.printf("serving %s: %,d bytes, %s, %s chunker, %s%n", src.description(), device.size(),
-                    writable ? "writable (copy-on-write overlay)" : "read-only", kind.label(), "cache in " + caches);
+                    writable ? "writable (copy-on-write overlay)" : "read-only", kind.label(), "cache in " + caches.dir()
+                            + (caches.persistent() ? String.format(" (kept; %,d bytes present from earlier runs)",
+                            caches.restoredBytes()) : ""));
             if (!address.getAddress().isLoopbackAddress()) {
                 out.println("warning: listening on " + address + ", beyond this machine; NBD has no authentication here");
             }
@@ -261,8 +268,10 @@ final class ServeCommand implements Callable<Integer> {
             }
             if (exportLayer) {
                 LayeredImage parent = (LayeredImage) src.device();
+                Progress progress = Progress.onTerminal(System.err, "export layer", LayerExporter.writtenBytes(overlay));
                 LayerExporter.Layer layer = LayerExporter.export(overlay, parent.header(), src.layer().store(),
-                        LayeredImage.dirOf(src.layer().key()), caches);
+                        LayeredImage.dirOf(src.layer().key()), caches.dir(), progress::add);
+                progress.finish();
                 out.printf("exported layer %s: %,d blocks stored (%,d bytes), %,d zero, %,d unchanged; header %s%n",
                         layer.header().buildId(), layer.storedBlocks(), layer.diffBytes(), layer.zeroBlocks(),
                         layer.unchangedBlocks(), src.layer().store().name() + "/" + layer.headerKey());
@@ -279,7 +288,10 @@ final class ServeCommand implements Callable<Integer> {
                 }
             }
             if (ownDir) {
-                deleteTree(caches);
+                deleteTree(caches.dir());
+            } else if (!caches.awaitSaved(SAVE_TIMEOUT)) {
+                System.err.println("lazyblock serve: fetches still running after " + SAVE_TIMEOUT.toSeconds()
+                        + " s; the cache in " + caches.dir() + " may not be saved (the next run starts it empty)");
             }
             done.countDown();
             if (hook != null) {
@@ -292,16 +304,15 @@ final class ServeCommand implements Callable<Integer> {
         }
     }
 
-    /** What is served, what closes it, and the chunkers whose caches the statistics describe. */
     /** What serve reads; for a layered image also where its header lives, to export a layer beside it. */
     record Source(Device device, String description, List<Chunker> chunkers, StoreAndKey layer) {}
 
-    static Source open(String image, boolean header, Path caches, ChunkerKind kind, ChunkerOptions options,
+    static Source open(String image, boolean header, Caches caches, ChunkerKind kind, ChunkerOptions options,
                        List<AutoCloseable> closeLast) throws IOException {
         if (header) {
             StoreAndKey sk = storeOf(image);
             closeLast.add(sk.store());
-            LayeredImage li = LayeredImage.open(sk.store(), sk.key(), caches, kind, options);
+            LayeredImage li = LayeredImage.open(sk.store(), sk.key(), kind, options, caches);
             closeLast.addFirst(li);
             List<Chunker> chunkers = li.chunkers().stream().filter(c -> c != null).toList();
             return new Source(li, "layered image " + li.header().buildId() + " (" + li.header().builds().size()
@@ -310,8 +321,14 @@ final class ServeCommand implements Callable<Integer> {
         Upstream up = Upstreams.open(image);
         closeLast.add(up);
         long size = up.size();
-        Chunker c = kind.create(up, SparseCache.create(caches.resolve("image-" + UUID.randomUUID() + ".cache"), size),
-                options);
+        SparseCache cache = caches.create(up.name(), size, SparseCache.DEFAULT_BLOCK_SIZE);
+        Chunker c;
+        try {
+            c = kind.create(up, cache, options);
+        } catch (IOException | RuntimeException e) {
+            cache.close();
+            throw e;
+        }
         closeLast.addFirst(c);
         return new Source(c, up.name(), List.of(c), null);
     }

@@ -17,6 +17,8 @@ final class RangeHttpServer implements AutoCloseable {
     private static final Pattern RANGE = Pattern.compile("bytes=(\\d+)-(\\d+)");
     private final HttpServer server;
     private final Path root;
+    /** Ranged GETs answered: the requests that fetch bytes (HEADs only ask the size). */
+    final java.util.concurrent.atomic.AtomicInteger gets = new java.util.concurrent.atomic.AtomicInteger();
 
     RangeHttpServer(Path root) throws IOException {
         this.root = root.toAbsolutePath().normalize();
@@ -56,6 +58,7 @@ final class RangeHttpServer implements AutoCloseable {
                 x.sendResponseHeaders(416, -1);
                 return;
             }
+            gets.incrementAndGet();
             byte[] body = new byte[(int) (to - from + 1)];
             try (var ch = java.nio.channels.FileChannel.open(p)) {
                 java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(body);

@@ -10,7 +10,10 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.net.InetSocketAddress;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
+import java.nio.file.StandardOpenOption;
+import java.util.stream.Stream;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.SplittableRandom;
@@ -25,7 +28,7 @@ class ServeCommandTest {
     Path dir;
 
     /** A {@code serve} running on its own thread, its standard output captured. */
-    private static final class Running {
+    static final class Running {
         final ServeCommand command = new ServeCommand();
         final ByteArrayOutputStream out = new ByteArrayOutputStream();
         final Thread thread;
@@ -150,7 +153,16 @@ class ServeCommandTest {
                 "127.0.0.1:0", "--cache-dir", dir.resolve("c2").toString());
         String uri = s.uri("vm2");
         ClientTools.run("qemu-io", "-f", "raw", "-c", "write -P 0x7e 4190000 9000", uri);
-        String out = s.stop();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream savedErr = System.err;
+        String out;
+        try {
+            System.setErr(new PrintStream(err, true)); // where the export's progress goes
+            out = s.stop();
+        } finally {
+            System.setErr(savedErr);
+        }
+        assertTrue(err.toString().contains("export layer: 16.0 KiB of 16.0 KiB (100%)"), "progress summary: " + err);
         java.util.regex.Matcher m = java.util.regex.Pattern.compile("exported layer \\S+: 4 blocks stored .* header (\\S+)")
                 .matcher(out);
         assertTrue(m.find(), out);
@@ -202,6 +214,33 @@ class ServeCommandTest {
             assertEquals(-1, Files.mismatch(raw, copy2));
             assertTrue(l.stop().contains("layered image " + id), "default export name: the header's build id");
         }
+    }
+
+    @Test
+    void aCacheFileTruncatedUnderServeIsAnIoErrorForTheClientAndServeLives() throws Exception {
+        Path image = randomFile("disk.img", 8 << 20, 9);
+        Path kept = dir.resolve("kept");
+        Running s = new Running(image.toString(), "--listen", "127.0.0.1:0", "--cache-dir", kept.toString());
+        String uri = s.uri("disk.img");
+        ClientTools.run("qemu-io", "-f", "raw", "-r", "-c", "read 0 1M", uri); // cached now
+        Path cacheFile;
+        try (Stream<Path> files = Files.list(kept)) {
+            cacheFile = files.filter(p -> p.toString().endsWith(".cache")).findFirst().orElseThrow();
+        }
+        try (FileChannel ch = FileChannel.open(cacheFile, StandardOpenOption.WRITE)) {
+            ch.truncate(0);
+        }
+        ClientTools.Result r = ClientTools.runAllowingFailure("qemu-io", "-f", "raw", "-r", "-c", "read 0 64k", uri);
+        assertTrue(r.output().contains("Input/output error"), r.output());
+        ClientTools.Result miss = ClientTools.runAllowingFailure("qemu-io", "-f", "raw", "-r", "-c", "read 6M 64k", uri);
+        assertTrue(miss.output().contains("Input/output error"), "a miss fails too: " + miss.output());
+        String info = ClientTools.run("nbdinfo", uri).output();
+        assertTrue(info.contains("export-size: " + Files.size(image)), "the server still answers: " + info);
+        String out = s.stop();
+        java.util.regex.Matcher errors = java.util.regex.Pattern.compile("bytes written, (\\d+) errors").matcher(out);
+        assertTrue(errors.find() && Integer.parseInt(errors.group(1)) >= 2, "the failed reads are counted: " + out);
+        assertFalse(Files.exists(Path.of(cacheFile.toString().replace(".cache", ".presence"))),
+                "a failed cache saves no presence map");
     }
 
     @Test

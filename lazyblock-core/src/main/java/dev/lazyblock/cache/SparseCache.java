@@ -75,20 +75,56 @@ public final class SparseCache implements AutoCloseable {
     @SuppressWarnings("unused") // accessed through STATE
     private volatile long state;
 
-    private SparseCache(Path file, long size, int blockSize, long granularity) throws IOException {
-        this.name = file.toString();
+    /**
+     * Set once, by the first {@link #fail}: the cache file no longer holds what the presence map
+     * says (truncated or removed under us). Volatile: a thread that sees it null may go on to
+     * read; one that sees it set fails fast. Never cleared; nothing is marked present after it.
+     */
+    private volatile IOException failure;
+
+    /** What a persistent cache does at its last release; null for a scratch cache. */
+    private final Persistence persistence;
+
+    /** How a persistent cache keeps its presence map across runs (see {@link PersistentCache}). */
+    interface Persistence {
+        /**
+         * Called once, when the cache is freed, after the mapping is gone and before the descriptor
+         * is closed, unless the cache {@link #failed}: flush the data, then save the map.
+         */
+        void save(int fd, PresenceBitmap presence) throws IOException;
+
+        /** Called last, after the descriptor is closed, whatever happened before. */
+        void released();
+    }
+
+    private SparseCache(String name, int fd, long size, int blockSize, long granularity, PresenceBitmap presence,
+                        Persistence persistence) throws IOException {
+        this.name = name;
         this.size = size;
         this.blockSize = blockSize;
         this.granularity = granularity;
         this.granuleShift = Long.numberOfTrailingZeros(granularity);
-        this.presence = new PresenceBitmap((size + granularity - 1) >>> granuleShift);
+        this.presence = presence != null ? presence : new PresenceBitmap(granules(size, granularity));
+        this.persistence = persistence;
+        this.fd = fd;
+        this.address = size == 0 ? 0 : Libc.mmapShared(fd, size);
+        this.arena = Arena.ofShared();
+        this.mapping = size == 0
+                ? MemorySegment.ofArray(new byte[0])
+                : MemorySegment.ofAddress(address).reinterpret(size, arena, null);
+    }
 
-        this.fd = Libc.open(file.toString(), Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, 0600);
-        long addr = 0;
+    static long granules(long size, long granularity) {
+        return (size + granularity - 1) >>> Long.numberOfTrailingZeros(granularity);
+    }
+
+    /** A new file at {@code file}, sized, then unlinked: the descriptor alone keeps it. */
+    private static SparseCache scratch(Path file, long size, int blockSize, long granularity) throws IOException {
+        int fd = Libc.open(file.toString(), Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, 0600);
         try {
             Libc.ftruncate(fd, size);
             Files.delete(file);
-            addr = size == 0 ? 0 : Libc.mmapShared(fd, size);
+            return new SparseCache(file.toString(), fd, size, blockSize, granularity, null, null);
         } catch (IOException | RuntimeException e) {
             try {
                 Files.deleteIfExists(file);
@@ -98,11 +134,25 @@ public final class SparseCache implements AutoCloseable {
             }
             throw e;
         }
-        this.address = addr;
-        this.arena = Arena.ofShared();
-        this.mapping = size == 0
-                ? MemorySegment.ofArray(new byte[0])
-                : MemorySegment.ofAddress(addr).reinterpret(size, arena, null);
+    }
+
+    /**
+     * A cache over an already open, already sized descriptor that it now owns (closed with the
+     * cache, or here if mapping fails), with {@code presence} trusted as it is.
+     */
+    static SparseCache adopt(String name, int fd, long size, int blockSize, long granularity, PresenceBitmap presence,
+                             Persistence persistence) throws IOException {
+        checkGeometry(size, blockSize, granularity);
+        try {
+            return new SparseCache(name, fd, size, blockSize, granularity, presence, persistence);
+        } catch (IOException | RuntimeException e) {
+            try {
+                Libc.close(fd);
+            } catch (IOException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
     }
 
     /** A cache of {@code size} bytes with 4 KiB blocks and 4 KiB granularity. */
@@ -118,6 +168,11 @@ public final class SparseCache implements AutoCloseable {
      * @throws IOException if the file exists, or cannot be created, sized or mapped
      */
     public static SparseCache create(Path file, long size, int blockSize, long granularity) throws IOException {
+        checkGeometry(size, blockSize, granularity);
+        return scratch(file, size, blockSize, granularity);
+    }
+
+    static void checkGeometry(long size, int blockSize, long granularity) {
         if (size < 0) {
             throw new IllegalArgumentException("cache size must be >= 0, got " + size);
         }
@@ -128,7 +183,6 @@ public final class SparseCache implements AutoCloseable {
             throw new IllegalArgumentException("granularity must be a power of two >= block size "
                     + blockSize + ", got " + granularity);
         }
-        return new SparseCache(file, size, blockSize, granularity);
     }
 
     public long size() {
@@ -160,6 +214,9 @@ public final class SparseCache implements AutoCloseable {
         if (len <= 0) {
             return true;
         }
+        if (failure != null) {
+            return false; // a failed cache holds nothing it can vouch for; readers fail in slice/readAt
+        }
         if (off < 0) {
             throw new IndexOutOfBoundsException("offset must be >= 0, got " + off);
         }
@@ -180,7 +237,7 @@ public final class SparseCache implements AutoCloseable {
      * once every byte of each granule touched is written.
      */
     public void setIsCached(long off, long len) {
-        ensureOpen();
+        ensureUsable();
         if (len <= 0) {
             return;
         }
@@ -231,7 +288,7 @@ public final class SparseCache implements AutoCloseable {
         } catch (IllegalStateException e) {
             throw closedOr(e);
         } catch (InternalError e) {
-            throw mappingFault("reading", off, n, e);
+            throw new UncheckedIOException(fault("reading", off, n, e));
         }
         return n;
     }
@@ -253,7 +310,7 @@ public final class SparseCache implements AutoCloseable {
         } catch (IllegalStateException e) {
             throw closedOr(e);
         } catch (InternalError e) {
-            throw mappingFault("reading", off, n, e);
+            throw new UncheckedIOException(fault("reading", off, n, e));
         }
         return n;
     }
@@ -282,6 +339,10 @@ public final class SparseCache implements AutoCloseable {
         checkWrite(off, len);
         retain();
         try {
+            // A pwrite past the end of a truncated file would grow it back, sparse, and the blocks
+            // marked before the truncation would then read as zeros: look before and after, so a
+            // truncation is caught and nothing written now gets marked (see checkFile).
+            checkFile();
             if (src.isNative()) {
                 pwriteFully(src.address() + srcOff, len, off);
             } else {
@@ -293,6 +354,7 @@ public final class SparseCache implements AutoCloseable {
                     done += n;
                 }
             }
+            checkFile();
         } finally {
             release();
         }
@@ -410,7 +472,7 @@ public final class SparseCache implements AutoCloseable {
                     dirty.cardinality(), empty.cardinality(), name, out, diffBytes, writer.method());
             return new DiffMetadata(blockSize, blocks, dirty, empty, diffBytes, writer.method());
         } catch (InternalError e) {
-            throw mappingFault("exporting", 0, size, e);
+            throw fault("exporting", 0, size, e);
         } finally {
             if (outFd >= 0) {
                 Libc.close(outFd);
@@ -551,9 +613,24 @@ public final class SparseCache implements AutoCloseable {
             if (size > 0) {
                 Libc.munmap(address, size);
             }
-            Libc.close(fd);
+            if (persistence != null) {
+                if (failure == null) {
+                    persistence.save(fd, presence);
+                } else {
+                    log.warn("cache {} failed ({}); its presence map is not saved", name, failure.getMessage());
+                }
+            }
         } catch (IOException | RuntimeException e) {
             log.warn("freeing cache {} failed: {}", name, e.toString());
+        } finally {
+            try {
+                Libc.close(fd);
+            } catch (IOException e) {
+                log.warn("closing cache {} failed: {}", name, e.toString());
+            }
+            if (persistence != null) {
+                persistence.released();
+            }
         }
     }
 
@@ -573,14 +650,95 @@ public final class SparseCache implements AutoCloseable {
         return isClosed() ? new CacheClosedException("cache closed: " + name + " during a read", e) : e;
     }
 
-    private UncheckedIOException mappingFault(String what, long off, long len, InternalError e) {
-        return new UncheckedIOException(new IOException("I/O fault " + what + " [" + off + ", " + (off + len)
-                + ") of cache " + name + " through its mapping (file truncated, or a disk error)", e));
+    private void ensureUsable() {
+        ensureOpen();
+        IOException f = failure;
+        if (f != null) {
+            throw new UncheckedIOException(f);
+        }
+    }
+
+    /** Throws the error that failed this cache, if one did. */
+    public void throwIfFailed() throws IOException {
+        IOException f = failure;
+        if (f != null) {
+            throw f;
+        }
+    }
+
+    /** The error that failed this cache, or null. */
+    public IOException failure() {
+        return failure;
+    }
+
+    /**
+     * Fails the cache if its file is no longer as long as the image: truncated (or its blocks
+     * punched away) by someone else. A read through the mapping past the file's end would fault
+     * (SIGBUS, which the JVM turns into an InternalError in a copy, and the kernel into EFAULT in
+     * a write to a socket), so callers that hand a {@link #slice} to the kernel check first.
+     *
+     * @throws IOException naming the file, the expected and the found size
+     */
+    public void checkFile() throws IOException {
+        throwIfFailed();
+        if (size == 0) {
+            return;
+        }
+        long found;
+        retain(); // the descriptor must stay ours while we look at it
+        try {
+            found = Libc.fstat(fd).size();
+        } finally {
+            release();
+        }
+        if (found < size) {
+            throw fail(truncated(found, null));
+        }
+    }
+
+    /**
+     * Turns a fault in an access through the mapping (the JVM's InternalError for SIGBUS in a
+     * copy) into this cache's failure: an IOException that says what the file should hold and
+     * what it holds. For callers that copy from a {@link #slice} themselves.
+     */
+    public IOException fault(String what, long off, long len, Throwable cause) {
+        IOException f = failure;
+        if (f != null) {
+            return f;
+        }
+        long found;
+        try {
+            found = Libc.fstat(fd).size();
+        } catch (IOException e) {
+            found = -1;
+        }
+        IOException e = found >= 0 && found < size
+                ? truncated(found, cause)
+                : new IOException("I/O fault " + what + " [" + off + ", " + (off + len) + ") of cache " + name
+                        + " through its mapping: expected " + size + " readable bytes, the file has "
+                        + (found < 0 ? "an unknown size" : found + " bytes") + " (a disk error?)", cause);
+        return fail(e);
+    }
+
+    private IOException truncated(long found, Throwable cause) {
+        return new IOException("cache file " + name + " was truncated or removed under us: expected " + size
+                + " bytes, found " + found, cause);
+    }
+
+    /** Marks the cache failed with {@code e} unless it already is; returns the failure that stands. */
+    private IOException fail(IOException e) {
+        synchronized (this) {
+            if (failure == null) {
+                failure = e;
+                log.error("{}; reads of this cache fail from now on", e.getMessage());
+            }
+            return failure;
+        }
     }
 
     /** Validates a read and returns its length clipped to the size. */
     private long checkRead(long off, long len) {
-        ensureOpen();
+        ensureUsable();
         if (len < 0) {
             throw new IllegalArgumentException("length must be >= 0, got " + len);
         }
@@ -591,7 +749,7 @@ public final class SparseCache implements AutoCloseable {
     }
 
     private void checkWrite(long off, long len) {
-        ensureOpen();
+        ensureOpen(); // a failed cache: writeAt's checkFile throws its IOException
         if (off < 0 || off > size || len > size - off) {
             throw new IndexOutOfBoundsException("write [" + off + ", " + (off + len) + ") is outside the cache [0, "
                     + size + ")");

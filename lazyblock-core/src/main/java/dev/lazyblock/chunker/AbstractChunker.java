@@ -5,6 +5,7 @@ import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.metrics.Metrics;
 import dev.lazyblock.upstream.Upstream;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import dev.lazyblock.upstream.Upstream.RangeStream;
 import dev.lazyblock.upstream.UpstreamException;
 import java.lang.foreign.Arena;
@@ -159,19 +160,31 @@ abstract class AbstractChunker implements Chunker {
     @Override
     public final MemorySegment slice(long off, long len) throws IOException {
         long n = checkRead(off, len);
-        if (cache.isCached(off, n)) {
-            metrics.cacheHit(n);
+        // A failed cache (its file truncated under us) fails fast instead of fetching into a file
+        // whose other blocks can no longer be trusted.
+        cache.throwIfFailed();
+        try {
+            if (cache.isCached(off, n)) {
+                metrics.cacheHit(n);
+                return cache.sliceDirect(off, n);
+            }
+            metrics.cacheMiss(n);
+            awaitFetched(off, off + n);
             return cache.sliceDirect(off, n);
+        } catch (UncheckedIOException e) {
+            throw e.getCause();
         }
-        metrics.cacheMiss(n);
-        awaitFetched(off, off + n);
-        return cache.sliceDirect(off, n);
     }
 
     @Override
     public final long readAt(MemorySegment dst, long off) throws IOException {
         MemorySegment src = slice(off, dst.byteSize());
-        MemorySegment.copy(src, 0, dst, 0, src.byteSize());
+        try {
+            MemorySegment.copy(src, 0, dst, 0, src.byteSize());
+        } catch (InternalError e) {
+            // SIGBUS in the copy, turned into an error by the JVM: the file is shorter than the mapping.
+            throw cache.fault("reading", off, src.byteSize(), e);
+        }
         return src.byteSize();
     }
 
@@ -179,7 +192,11 @@ abstract class AbstractChunker implements Chunker {
     public final int readAt(byte[] dst, int dstOff, int len, long off) throws IOException {
         Objects.checkFromIndexSize(dstOff, len, dst.length);
         MemorySegment src = slice(off, len);
-        MemorySegment.copy(src, ValueLayout.JAVA_BYTE, 0, dst, dstOff, (int) src.byteSize());
+        try {
+            MemorySegment.copy(src, ValueLayout.JAVA_BYTE, 0, dst, dstOff, (int) src.byteSize());
+        } catch (InternalError e) {
+            throw cache.fault("reading", off, src.byteSize(), e);
+        }
         return (int) src.byteSize();
     }
 

@@ -20,6 +20,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
+import java.util.function.LongConsumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -45,9 +46,15 @@ public final class LayerExporter {
      * header maps the whole image to it.
      */
     public static Layer publishBase(Path rawImage, int blockSize, ObjectStore store, String dir) throws IOException {
+        return publishBase(rawImage, blockSize, store, dir, NO_PROGRESS);
+    }
+
+    /** {@link #publishBase(Path, int, ObjectStore, String)}, telling {@code hashed} the bytes hashed as it goes. */
+    public static Layer publishBase(Path rawImage, int blockSize, ObjectStore store, String dir, LongConsumer hashed)
+            throws IOException {
         UUID id = UUID.randomUUID();
         long size = Files.size(rawImage);
-        LayerHeader header = LayerHeader.base(id, size, blockSize, sha256(rawImage));
+        LayerHeader header = LayerHeader.base(id, size, blockSize, sha256(rawImage, hashed));
         String diffKey = LayeredImage.diffKey(dir, id);
         String headerKey = LayeredImage.headerKey(dir, id);
         upload(store, diffKey, rawImage, headerKey, header);
@@ -62,12 +69,22 @@ public final class LayerExporter {
      */
     public static Layer export(Overlay overlay, LayerHeader parent, ObjectStore store, String dir, Path scratch)
             throws IOException {
+        return export(overlay, parent, store, dir, scratch, NO_PROGRESS);
+    }
+
+    /**
+     * {@link #export(Overlay, LayerHeader, ObjectStore, String, Path)}, telling {@code compared}
+     * the bytes of written blocks compared with the parent as it goes: the long part when the
+     * parent is fetched lazily (up to {@link #writtenBytes} in all).
+     */
+    public static Layer export(Overlay overlay, LayerHeader parent, ObjectStore store, String dir, Path scratch,
+                               LongConsumer compared) throws IOException {
         if (overlay.size() != parent.imageSize() || overlay.blockSize() != parent.blockSize()) {
             throw new IllegalArgumentException("overlay (" + overlay.size() + " bytes, block " + overlay.blockSize()
                     + ") does not sit on this parent (" + parent.imageSize() + " bytes, block " + parent.blockSize() + ")");
         }
         SparseCache cache = overlay.cache();
-        BitSet unchanged = unchangedBlocks(overlay);
+        BitSet unchanged = unchangedBlocks(overlay, compared);
         UUID id = UUID.randomUUID();
         Path diff = Files.createTempFile(scratch, id + "-", ".diff");
         try {
@@ -93,7 +110,7 @@ public final class LayerExporter {
     }
 
     /** Written blocks whose bytes equal the base's: nothing changed there. */
-    private static BitSet unchangedBlocks(Overlay overlay) throws IOException {
+    private static BitSet unchangedBlocks(Overlay overlay, LongConsumer compared) throws IOException {
         int bs = overlay.blockSize();
         PresenceBitmap written = overlay.cache().presence();
         BitSet same = new BitSet();
@@ -108,6 +125,7 @@ public final class LayerExporter {
                 if (MemorySegment.mismatch(mine, 0, len, theirs, 0, len) == -1) {
                     same.set((int) b);
                 }
+                compared.accept(len);
             }
         }
         return same;
@@ -224,12 +242,30 @@ public final class LayerExporter {
         }
     }
 
+    /** The bytes of the blocks written to {@code overlay}: what an export compares. */
+    public static long writtenBytes(Overlay overlay) {
+        PresenceBitmap written = overlay.cache().presence();
+        long bytes = written.cardinality() * overlay.blockSize();
+        long last = (overlay.size() - 1) / overlay.blockSize();
+        if (overlay.size() > 0 && written.get(last)) {
+            bytes -= (long) overlay.blockSize() - (overlay.size() - last * overlay.blockSize()); // a short last block
+        }
+        return bytes;
+    }
+
+    private static final LongConsumer NO_PROGRESS = bytes -> { };
+
     static byte[] sha256(Path file) throws IOException {
+        return sha256(file, NO_PROGRESS);
+    }
+
+    static byte[] sha256(Path file, LongConsumer hashed) throws IOException {
         try (InputStream in = Files.newInputStream(file)) {
             MessageDigest md = MessageDigest.getInstance("SHA-256");
             byte[] buf = new byte[1 << 16];
             for (int n; (n = in.read(buf)) > 0; ) {
                 md.update(buf, 0, n);
+                hashed.accept(n);
             }
             return md.digest();
         } catch (NoSuchAlgorithmException e) {

@@ -70,12 +70,29 @@ public final class LayeredImage implements Device {
         }
     }
 
+    /** Makes the cache of one build: a scratch file, or a persistent cache that outlives the run. */
+    @FunctionalInterface
+    public interface CacheFactory {
+        /**
+         * @param identity names the build's object for good: {@code store/dir/<build-id>.diff}
+         *                 (a build's diff never changes, so this is a safe key for a persistent cache)
+         */
+        SparseCache create(String identity, long size, int blockSize) throws IOException;
+    }
+
     /**
      * Opens the layered image whose header is at {@code headerKey}, with a cache per build in
-     * {@code cacheDir}.
+     * {@code cacheDir}, unlinked at creation.
      */
     public static LayeredImage open(ObjectStore store, String headerKey, Path cacheDir, ChunkerKind kind,
                                     ChunkerOptions options) throws IOException {
+        return open(store, headerKey, kind, options, (identity, size, blockSize) -> SparseCache.create(
+                cacheDir.resolve("build-" + UUID.randomUUID() + ".cache"), size, blockSize, blockSize));
+    }
+
+    /** Opens the layered image whose header is at {@code headerKey}, each build's cache from {@code caches}. */
+    public static LayeredImage open(ObjectStore store, String headerKey, ChunkerKind kind, ChunkerOptions options,
+                                    CacheFactory caches) throws IOException {
         LayerHeader header = readHeader(store, headerKey);
         String dir = dirOf(headerKey);
         List<Build> builds = header.builds();
@@ -93,9 +110,14 @@ public final class LayeredImage implements Device {
                     throw new UpstreamException(upstreams[i].name(), 0, actual, "the header says build " + b.id()
                             + " has " + b.size() + " bytes, its diff object has " + actual);
                 }
-                SparseCache cache = SparseCache.create(cacheDir.resolve(b.id() + "-" + UUID.randomUUID() + ".cache"),
-                        b.size(), header.blockSize(), header.blockSize());
-                chunkers[i] = kind.create(upstreams[i], cache, options);
+                SparseCache cache = caches.create(store.name() + "/" + diffKey(dir, b.id()), b.size(),
+                        header.blockSize());
+                try {
+                    chunkers[i] = kind.create(upstreams[i], cache, options);
+                } catch (IOException | RuntimeException e) {
+                    cache.close(); // a persistent cache would keep its lock otherwise
+                    throw e;
+                }
             }
         } catch (IOException | RuntimeException e) {
             closeAll(upstreams, chunkers);

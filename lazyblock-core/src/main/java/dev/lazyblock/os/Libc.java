@@ -78,6 +78,7 @@ public final class Libc {
     /** The buffer goes as a raw address (a long: same register class as a pointer), so no segment is made per call. */
     private static final MethodHandle PWRITE = downcall("pwrite",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle FSYNC = downcall("fsync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final MethodHandle STRERROR = LINKER.downcallHandle(LIBC.find("strerror").orElseThrow(),
             FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
@@ -195,6 +196,20 @@ public final class Libc {
         }
         if (rc != 0) {
             throw new ErrnoException("munmap(" + length + " bytes)", errno(scratch));
+        }
+    }
+
+    /** Flushes the file's data and metadata to its device. */
+    public static void fsync(int fd) throws ErrnoException {
+        Scratch scratch = SCRATCH.get();
+        int rc;
+        try {
+            rc = (int) FSYNC.invokeExact(capture(scratch), fd);
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+        if (rc != 0) {
+            throw new ErrnoException("fsync(fd " + fd + ")", errno(scratch));
         }
     }
 

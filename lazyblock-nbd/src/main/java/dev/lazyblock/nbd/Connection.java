@@ -667,7 +667,12 @@ final class Connection implements Runnable {
         int len = (int) r.length();
         if (zeroCopy) {
             // A view of the cache's mapping goes straight to the socket: no copy in user space.
-            MemorySegment view = ((Chunker) device).slice(off, len);
+            Chunker chunker = (Chunker) device;
+            MemorySegment view = chunker.slice(off, len);
+            // The kernel copies the view into the socket; from a truncated cache file that copy
+            // faults mid-reply (EFAULT after the header went out). Look first, so the client gets
+            // an EIO reply instead of a cut connection.
+            chunker.cache().checkFile();
             sendData(r.cookie(), off, view.asByteBuffer());
             return;
         }

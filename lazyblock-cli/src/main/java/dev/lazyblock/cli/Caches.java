@@ -1,0 +1,70 @@
+package dev.lazyblock.cli;
+
+import dev.lazyblock.cache.PersistentCache;
+import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.device.LayeredImage;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+/**
+ * Where serve and warm keep their chunkers' caches: scratch files, unlinked at creation, in a
+ * directory of their own; or, with {@code --cache-dir}, {@link PersistentCache}s that outlive
+ * the run, so bytes fetched once (by {@code warm}, or an earlier {@code serve}) are hits next time.
+ */
+final class Caches implements LayeredImage.CacheFactory {
+    private final Path dir;
+    private final boolean persistent;
+    /** Every persistent cache opened; written by the opening thread, read after at stop. */
+    private final List<PersistentCache.Opened> opened = new CopyOnWriteArrayList<>();
+
+    Caches(Path dir, boolean persistent) {
+        this.dir = dir;
+        this.persistent = persistent;
+    }
+
+    Path dir() {
+        return dir;
+    }
+
+    boolean persistent() {
+        return persistent;
+    }
+
+    @Override
+    public SparseCache create(String identity, long size, int blockSize) throws IOException {
+        if (!persistent) {
+            return SparseCache.create(dir.resolve("image-" + UUID.randomUUID() + ".cache"), size, blockSize, blockSize);
+        }
+        PersistentCache.Opened o = PersistentCache.open(dir, identity, size, blockSize, blockSize);
+        opened.add(o);
+        if (o.discarded() != null) {
+            System.err.println("lazyblock: the saved cache of " + identity + " was discarded: " + o.discarded());
+        }
+        return o.cache();
+    }
+
+    /** Bytes the persistent caches held from earlier runs when they were opened. */
+    long restoredBytes() {
+        return opened.stream().mapToLong(PersistentCache.Opened::restoredBytes).sum();
+    }
+
+    /**
+     * Waits until every closed persistent cache has saved its map and let go of its lock (fetches
+     * still writing when it was closed hold it until they end).
+     *
+     * @return false if some did not within {@code limit}
+     */
+    boolean awaitSaved(Duration limit) throws InterruptedException {
+        long deadline = System.nanoTime() + limit.toNanos();
+        for (PersistentCache.Opened o : opened) {
+            if (!o.awaitReleased(Duration.ofNanos(Math.max(0, deadline - System.nanoTime())))) {
+                return false;
+            }
+        }
+        return true;
+    }
+}

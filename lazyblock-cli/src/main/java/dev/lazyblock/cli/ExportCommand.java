@@ -1,0 +1,73 @@
+package dev.lazyblock.cli;
+
+import dev.lazyblock.device.LayerExporter;
+import dev.lazyblock.device.LayeredImage;
+import dev.lazyblock.upstream.ObjectStore;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * Publishes a raw image file as a base layer: the start of a layered image, which serve reads
+ * lazily and {@code serve --writable --export-layer} stacks layers on.
+ */
+@Command(name = "export", mixinStandardHelpOptions = true,
+        description = {"Publishes a raw image FILE as a base layer in DEST.",
+                "FILE becomes the diff of a new build and a header maps the whole image",
+                "to it (diff first, header last). DEST: a directory, or s3://bucket/prefix (credentials from",
+                "the environment). Serve it with `lazyblock serve DEST/<build>.header`;",
+                "layers on top come from `serve --writable --export-layer`. Progress on a",
+                "terminal, else one summary line."},
+        footer = {"", "Examples:",
+                "  lazyblock export rootfs.ext4 /srv/layers/vm1",
+                "  lazyblock export rootfs.ext4 s3://bucket/images/vm1",
+                "  lazyblock serve /srv/layers/vm1/<build>.header --writable --export-layer"})
+final class ExportCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "FILE", description = "The raw image file to publish.")
+    Path file;
+
+    @Parameters(index = "1", paramLabel = "DEST", description = "A directory, or s3://bucket/prefix.")
+    String dest;
+
+    @Option(names = "--block-size", paramLabel = "BYTES", defaultValue = "4096",
+            description = "The layer's block size: a power of two (default ${DEFAULT-VALUE}).")
+    int blockSize;
+
+    @Override
+    public Integer call() throws Exception {
+        if (!Files.isRegularFile(file)) {
+            System.err.println("lazyblock export: " + file + " is not a regular file");
+            return 2;
+        }
+        if (blockSize < 512 || Integer.bitCount(blockSize) != 1) {
+            System.err.println("lazyblock export: --block-size must be a power of two of at least 512, got " + blockSize);
+            return 2;
+        }
+        String scheme = dest.contains("://") ? dest.substring(0, dest.indexOf("://")).toLowerCase(Locale.ROOT) : "file";
+        if (scheme.equals("http") || scheme.equals("https")) {
+            System.err.println("lazyblock export: cannot write to " + scheme + "://; DEST is a directory or "
+                    + "s3://bucket/prefix");
+            return 2;
+        }
+        // The store a layer key under DEST lives in, and DEST's directory in it.
+        String base = dest.endsWith("/") ? dest.substring(0, dest.length() - 1) : dest;
+        if (scheme.equals("file")) {
+            Files.createDirectories(base.startsWith("file:") ? Path.of(java.net.URI.create(base)) : Path.of(base));
+        }
+        ServeCommand.StoreAndKey at = ServeCommand.storeOf(base + "/layer.header");
+        String dir = LayeredImage.dirOf(at.key());
+        try (ObjectStore store = at.store()) {
+            long size = Files.size(file);
+            Progress progress = Progress.onTerminal(System.err, "export " + file.getFileName(), size);
+            LayerExporter.Layer layer = LayerExporter.publishBase(file, blockSize, store, dir, progress::add);
+            progress.finish();
+            System.out.printf("exported %s as base layer %s: %,d bytes, block %,d; header %s%n", file,
+                    layer.header().buildId(), size, blockSize, store.name() + "/" + layer.headerKey());
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,98 @@
+package dev.lazyblock.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lazyblock.device.LayerExporter;
+import dev.lazyblock.upstream.DirectoryStore;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/** {@code lazyblock warm}, then {@code serve} of the warmed cache, against a real HTTP server and NBD client. */
+class WarmCommandTest {
+    @TempDir
+    Path dir;
+
+    record Run(int exit, String out, String err) {}
+
+    static Run run(Object command, String... args) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream o = System.out;
+        PrintStream e = System.err;
+        try {
+            System.setOut(new PrintStream(out, true));
+            System.setErr(new PrintStream(err, true));
+            int code = new CommandLine(command).execute(args);
+            return new Run(code, out.toString(), err.toString());
+        } finally {
+            System.setOut(o);
+            System.setErr(e);
+        }
+    }
+
+    private Path randomFile(String name, int size, long seed) throws Exception {
+        byte[] b = new byte[size];
+        new SplittableRandom(seed).nextBytes(b);
+        Path p = dir.resolve(name);
+        Files.createDirectories(p.getParent());
+        return Files.write(p, b);
+    }
+
+    @Test
+    void serveAfterWarmReadsEveryByteWithoutAnUpstreamRequest() throws Exception {
+        Path image = randomFile("web/rootfs.img", 9 * (1 << 20) + 4321, 21);
+        Path caches = dir.resolve("caches");
+        try (RangeHttpServer http = new RangeHttpServer(dir.resolve("web"))) {
+            Run warm = run(new WarmCommand(), http.url("rootfs.img"), "--cache-dir", caches.toString(), "--parallel", "3");
+            assertEquals(0, warm.exit(), warm.err());
+            assertTrue(warm.out().contains(String.format("warmed %s: %,d bytes", http.url("rootfs.img"),
+                    Files.size(image))), warm.out());
+            assertTrue(warm.err().contains("warm: 9.0 MiB of 9.0 MiB (100%)"), "the summary line: " + warm.err());
+            assertEquals(3, http.gets.get(), "one request per 4 MiB chunk");
+
+            http.gets.set(0);
+            ServeCommandTest.Running s = new ServeCommandTest.Running(http.url("rootfs.img"), "--listen", "127.0.0.1:0",
+                    "--cache-dir", caches.toString());
+            Path copy = dir.resolve("copy");
+            ClientTools.run("nbdcopy", s.uri("rootfs.img"), copy.toString());
+            String out = s.stop();
+            assertEquals(-1, Files.mismatch(image, copy), "the bytes are the image's");
+            assertEquals(0, http.gets.get(), "no byte was fetched: every read was a hit");
+            assertTrue(out.contains(String.format("%,d bytes present from earlier runs", Files.size(image))), out);
+
+            Run again = run(new WarmCommand(), http.url("rootfs.img"), "--cache-dir", caches.toString());
+            assertEquals(0, again.exit(), again.err());
+            assertTrue(again.out().contains(String.format("(0 fetched now in 0 requests, %,d already cached)",
+                    Files.size(image))), again.out());
+        }
+    }
+
+    @Test
+    void warmOfALayeredImageFetchesEveryBuild() throws Exception {
+        Path raw = randomFile("base.raw", 2 * (4 << 20) + 8192, 22);
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        LayerExporter.Layer base = LayerExporter.publishBase(raw, 4096, store, "vm");
+        Path header = dir.resolve("store").resolve(base.headerKey());
+        Path caches = dir.resolve("caches");
+        Run warm = run(new WarmCommand(), header.toString(), "--cache-dir", caches.toString());
+        assertEquals(0, warm.exit(), warm.err());
+        assertTrue(warm.out().contains(String.format("%,d bytes in %s (%,d fetched now in 3 requests, 0 already cached)",
+                Files.size(raw), caches, Files.size(raw))), warm.out());
+        Run again = run(new WarmCommand(), header.toString(), "--cache-dir", caches.toString());
+        assertTrue(again.out().contains("(0 fetched now in 0 requests"), again.out());
+    }
+
+    @Test
+    void warmWithoutACacheDirSaysWhatItNeeds() {
+        Run r = run(new WarmCommand(), "x.img");
+        assertEquals(2, r.exit());
+        assertTrue(r.err().contains("needs --cache-dir DIR"), r.err());
+    }
+}
