@@ -283,6 +283,7 @@ public final class SparseCache implements AutoCloseable {
         if (!present(off, n)) {
             throw new NotCachedException(name, off, n);
         }
+        checkFileBeforeCopy();
         try {
             MemorySegment.copy(mapping, off, dst, 0, n);
         } catch (IllegalStateException e) {
@@ -305,6 +306,7 @@ public final class SparseCache implements AutoCloseable {
         if (!present(off, n)) {
             throw new NotCachedException(name, off, n);
         }
+        checkFileBeforeCopy();
         try {
             MemorySegment.copy(mapping, ValueLayout.JAVA_BYTE, off, dst, dstOff, n);
         } catch (IllegalStateException e) {
@@ -679,6 +681,32 @@ public final class SparseCache implements AutoCloseable {
      *
      * @throws IOException naming the file, the expected and the found size
      */
+    /**
+     * {@link #checkFile} before a copy out of the mapping. The catch of InternalError around the
+     * copy is not enough on its own: HotSpot raises the SIGBUS of an unsafe access as an
+     * asynchronous exception, at the thread's next safepoint poll, which may come after the try
+     * block has ended (seen here: it escaped readAt). One fstat per copy (a few hundred ns)
+     * turns the common case, a file truncated before the read, into this cache's clear error.
+     */
+    private void checkFileBeforeCopy() {
+        try {
+            if (failure != null) {
+                throwIfFailed();
+            }
+            // No lease on the fast path (a CAS on the shared state per read): a descriptor closed
+            // and reused under us can only make this look short, and then checkFile decides
+            // under a lease.
+            if (size != 0 && Libc.fstat(fd).size() < size) {
+                checkFile();
+            }
+        } catch (IOException e) {
+            if (isClosed()) {
+                throw closed(); // closed under us: EBADF, or a reused descriptor
+            }
+            throw new UncheckedIOException(e);
+        }
+    }
+
     public void checkFile() throws IOException {
         throwIfFailed();
         if (size == 0) {
