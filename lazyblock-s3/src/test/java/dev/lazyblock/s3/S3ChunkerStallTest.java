@@ -30,8 +30,6 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
-import software.amazon.awssdk.core.sync.RequestBody;
-import software.amazon.awssdk.services.s3.S3Client;
 
 /**
  * S3 stalls under a chunker: the server's answers stop mid-body for longer than the chunker's
@@ -62,11 +60,8 @@ class S3ChunkerStallTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        try (S3Client direct = TestS3.config(server.getUri()).build().newClient()) {
-            direct.createBucket(b -> b.bucket(TestS3.BUCKET));
-            image = TestS3.randomBytes(99, SIZE);
-            direct.putObject(b -> b.bucket(TestS3.BUCKET).key(KEY), RequestBody.fromBytes(image));
-        }
+        image = TestS3.randomBytes(99, SIZE);
+        TestS3.bucketWith(server.getUri(), KEY, image);
         proxy = new FaultProxy(server.getUri());
     }
 

@@ -51,11 +51,8 @@ class S3RangeResumeTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        try (S3Client direct = TestS3.config(server.getUri()).build().newClient()) {
-            direct.createBucket(b -> b.bucket(TestS3.BUCKET));
-            object = TestS3.randomBytes(77, SIZE);
-            etag = direct.putObject(b -> b.bucket(TestS3.BUCKET).key(KEY), RequestBody.fromBytes(object)).eTag();
-        }
+        object = TestS3.randomBytes(77, SIZE);
+        etag = TestS3.bucketWith(server.getUri(), KEY, object);
         proxy = new FaultProxy(server.getUri());
     }
 

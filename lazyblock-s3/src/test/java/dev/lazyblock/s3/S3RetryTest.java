@@ -27,8 +27,6 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
-import software.amazon.awssdk.core.sync.RequestBody;
-import software.amazon.awssdk.services.s3.S3Client;
 
 /**
  * What is retried and what is not, counted at the proxy: throttling (503 SlowDown) is retried
@@ -50,11 +48,8 @@ class S3RetryTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        try (S3Client direct = TestS3.config(server.getUri()).build().newClient()) {
-            direct.createBucket(b -> b.bucket(TestS3.BUCKET));
-            object = TestS3.randomBytes(5, SIZE);
-            direct.putObject(b -> b.bucket(TestS3.BUCKET).key(KEY), RequestBody.fromBytes(object));
-        }
+        object = TestS3.randomBytes(5, SIZE);
+        TestS3.bucketWith(server.getUri(), KEY, object);
         proxy = new FaultProxy(server.getUri());
     }
 

@@ -21,8 +21,6 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
-import software.amazon.awssdk.core.sync.RequestBody;
-import software.amazon.awssdk.services.s3.S3Client;
 
 /**
  * The network breaks between client and server (a TCP proxy resets or stalls connections
@@ -42,11 +40,8 @@ class S3UpstreamFaultTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        try (S3Client direct = TestS3.config(server.getUri()).build().newClient()) {
-            direct.createBucket(b -> b.bucket(TestS3.BUCKET));
-            object = TestS3.randomBytes(21, SIZE);
-            direct.putObject(b -> b.bucket(TestS3.BUCKET).key(KEY), RequestBody.fromBytes(object));
-        }
+        object = TestS3.randomBytes(21, SIZE);
+        TestS3.bucketWith(server.getUri(), KEY, object);
         proxy = new FaultProxy(server.getUri());
     }
 

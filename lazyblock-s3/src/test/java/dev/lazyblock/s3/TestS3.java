@@ -30,6 +30,15 @@ final class TestS3 {
                 .credentials(ACCESS_KEY, SECRET);
     }
 
+    /** Creates the bucket on the server at {@code endpoint} and puts {@code bytes} at {@code key}; returns the ETag. */
+    static String bucketWith(java.net.URI endpoint, String key, byte[] bytes) {
+        try (software.amazon.awssdk.services.s3.S3Client direct = config(endpoint).build().newClient()) {
+            direct.createBucket(b -> b.bucket(BUCKET));
+            return direct.putObject(b -> b.bucket(BUCKET).key(key),
+                    software.amazon.awssdk.core.sync.RequestBody.fromBytes(bytes)).eTag();
+        }
+    }
+
     static byte[] randomBytes(long seed, int n) {
         byte[] b = new byte[n];
         new Random(seed).nextBytes(b);
