@@ -73,11 +73,16 @@ abstract class AbstractChunker implements Chunker {
     final ConcurrentHashMap<Long, Session> sessions = new ConcurrentHashMap<>();
 
     AbstractChunker(Upstream upstream, SparseCache cache, ChunkerOptions options) throws IOException {
+        this(upstream, upstream.size(), cache, options);
+    }
+
+    /** An image of {@code size} bytes whose stored form is {@code upstream} (compressed frames, for one). */
+    AbstractChunker(Upstream upstream, long size, SparseCache cache, ChunkerOptions options) {
         this.upstream = Objects.requireNonNull(upstream, "upstream");
         this.cache = Objects.requireNonNull(cache, "cache");
         this.options = Objects.requireNonNull(options, "options");
         this.metrics = options.metrics();
-        this.size = upstream.size();
+        this.size = size;
         this.chunkSize = options.chunkSize();
         this.blockSize = cache.blockSize();
         if (cache.size() != size) {
@@ -90,7 +95,7 @@ abstract class AbstractChunker implements Chunker {
         }
     }
 
-    private static MemorySegment staging(long len) {
+    static MemorySegment staging(long len) {
         MemorySegment[] holder = STAGING.get();
         if (holder[0] == null || holder[0].byteSize() < len) {
             holder[0] = Arena.ofAuto().allocate(len, 4096);

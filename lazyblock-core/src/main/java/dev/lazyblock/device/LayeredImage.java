@@ -2,6 +2,10 @@ package dev.lazyblock.device;
 
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.chunker.ChunkTier;
+import dev.lazyblock.chunker.FrameChunker;
+import dev.lazyblock.frame.FrameCodec;
+import dev.lazyblock.frame.FrameCodecs;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.device.LayerHeader.Build;
@@ -93,6 +97,16 @@ public final class LayeredImage implements Device {
     /** Opens the layered image whose header is at {@code headerKey}, each build's cache from {@code caches}. */
     public static LayeredImage open(ObjectStore store, String headerKey, ChunkerKind kind, ChunkerOptions options,
                                     CacheFactory caches) throws IOException {
+        return open(store, headerKey, kind, options, caches, null);
+    }
+
+    /**
+     * Opens the layered image whose header is at {@code headerKey}, each build's cache from
+     * {@code caches}. Compressed builds are read frame by frame ({@link FrameChunker}: {@code kind}
+     * does not apply to them), through the shared {@code tier} when there is one (null: none).
+     */
+    public static LayeredImage open(ObjectStore store, String headerKey, ChunkerKind kind, ChunkerOptions options,
+                                    CacheFactory caches, ChunkTier tier) throws IOException {
         LayerHeader header = readHeader(store, headerKey);
         String dir = dirOf(headerKey);
         List<Build> builds = header.builds();
@@ -106,14 +120,18 @@ public final class LayeredImage implements Device {
                 }
                 upstreams[i] = store.open(diffKey(dir, b.id()));
                 long actual = upstreams[i].size();
-                if (actual != b.size()) {
+                if (actual != b.storedSize()) {
                     throw new UpstreamException(upstreams[i].name(), 0, actual, "the header says build " + b.id()
-                            + " has " + b.size() + " bytes, its diff object has " + actual);
+                            + (b.compressed() ? " stores " + b.storedSize() + " bytes of compressed frames"
+                            : " has " + b.size() + " bytes") + ", its diff object has " + actual);
                 }
+                FrameCodec codec = b.compressed() ? FrameCodecs.byId(b.frames().codec()) : null;
                 SparseCache cache = caches.create(store.name() + "/" + diffKey(dir, b.id()), b.size(),
                         header.blockSize());
                 try {
-                    chunkers[i] = kind.create(upstreams[i], cache, options);
+                    chunkers[i] = b.compressed()
+                            ? new FrameChunker(upstreams[i], b.id().toString(), b.frames(), codec, cache, options, tier)
+                            : kind.create(upstreams[i], cache, options);
                 } catch (IOException | RuntimeException e) {
                     cache.close(); // a persistent cache would keep its lock otherwise
                     throw e;
