@@ -23,6 +23,9 @@ import java.lang.foreign.MemorySegment;
  * <p>With a {@link ChunkTier}, a miss reads the tier first (a tier file is the stored frame,
  * checked against the same CRC; a bad one is ignored and replaced), and a frame fetched from the
  * store is written to the tier in the background once it has been verified.
+ *
+ * <p>{@link #raw} serves an uncompressed build through a tier the same way, a chunk (4 MiB) per
+ * "frame": the header has no checksum for it, so the tier file's own checksum is what guards it.
  */
 public final class FrameChunker extends AbstractChunker {
     /**
@@ -32,6 +35,7 @@ public final class FrameChunker extends AbstractChunker {
     private static final ThreadLocal<MemorySegment[]> BUFFERS = ThreadLocal.withInitial(() -> new MemorySegment[2]);
 
     private final String build;
+    /** Null for a raw build: chunk {@code i} is then the stored bytes {@code [i * chunkSize, +chunkLen)}, as is. */
     private final FrameTable frames;
     private final FrameCodec codec;
     private final ChunkTier tier;
@@ -59,6 +63,22 @@ public final class FrameChunker extends AbstractChunker {
         this.tier = tier;
     }
 
+    /** An uncompressed build read whole chunk by whole chunk, through {@code tier} (see the class comment). */
+    public static FrameChunker raw(Upstream stored, String build, SparseCache cache, ChunkerOptions options,
+                                   ChunkTier tier) throws IOException {
+        return new FrameChunker(stored, build, cache, options, tier);
+    }
+
+    private FrameChunker(Upstream stored, String build, SparseCache cache, ChunkerOptions options, ChunkTier tier)
+            throws IOException {
+        super(stored, cache, options);
+        this.build = build;
+        this.frames = null;
+        this.codec = null;
+        this.tier = tier;
+    }
+
+    /** The frame table, or null for a raw build. */
     public FrameTable frames() {
         return frames;
     }
@@ -88,6 +108,10 @@ public final class FrameChunker extends AbstractChunker {
     }
 
     private void fetchFrame(int i) throws IOException {
+        if (frames == null) {
+            fetchRaw(i);
+            return;
+        }
         MemorySegment in = buffer(0, frames.compressedSize(i));
         MemorySegment out = buffer(1, frames.uncompressedSize(i));
         if (tier != null && tier.read(build, i, in)) {
@@ -110,6 +134,22 @@ public final class FrameChunker extends AbstractChunker {
         cache.writeAt(out, frames.uncompressedOffset(i));
         if (tier != null) {
             tier.writeBehind(build, i, in); // copies the bytes before returning: the buffer is reused
+        }
+    }
+
+    private void fetchRaw(int i) throws IOException {
+        long off = (long) i * chunkSize;
+        MemorySegment out = buffer(1, (int) Math.min(chunkSize, size - off));
+        if (tier != null && tier.read(build, i, out)) {
+            cache.writeAt(out, off);
+            return;
+        }
+        long t0 = System.nanoTime();
+        upstream.readFully(off, out.asByteBuffer());
+        metrics.remoteRead(upstream.name(), out.byteSize(), System.nanoTime() - t0);
+        cache.writeAt(out, off);
+        if (tier != null) {
+            tier.writeBehind(build, i, out);
         }
     }
 

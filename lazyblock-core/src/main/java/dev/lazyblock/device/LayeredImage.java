@@ -103,7 +103,8 @@ public final class LayeredImage implements Device {
     /**
      * Opens the layered image whose header is at {@code headerKey}, each build's cache from
      * {@code caches}. Compressed builds are read frame by frame ({@link FrameChunker}: {@code kind}
-     * does not apply to them), through the shared {@code tier} when there is one (null: none).
+     * does not apply to them), through the shared {@code tier} when there is one (null: none);
+     * with a tier, raw builds are read whole chunk by whole chunk through it as well.
      */
     public static LayeredImage open(ObjectStore store, String headerKey, ChunkerKind kind, ChunkerOptions options,
                                     CacheFactory caches, ChunkTier tier) throws IOException {
@@ -131,6 +132,7 @@ public final class LayeredImage implements Device {
                 try {
                     chunkers[i] = b.compressed()
                             ? new FrameChunker(upstreams[i], b.id().toString(), b.frames(), codec, cache, options, tier)
+                            : tier != null ? FrameChunker.raw(upstreams[i], b.id().toString(), cache, options, tier)
                             : kind.create(upstreams[i], cache, options);
                 } catch (IOException | RuntimeException e) {
                     cache.close(); // a persistent cache would keep its lock otherwise
