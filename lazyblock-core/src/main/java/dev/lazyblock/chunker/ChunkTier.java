@@ -56,6 +56,8 @@ public final class ChunkTier implements Closeable {
     private final AtomicLong pending = new AtomicLong();
     private final Object idle = new Object();
     private volatile TierListener listener = TierListener.NONE;
+    /** Set once by {@link #budget(DiskBudget)}; null: unbounded. */
+    private volatile DiskBudget budget;
 
     /** Told about tier files written and read: what a disk budget tracks. */
     public interface TierListener {
@@ -81,6 +83,17 @@ public final class ChunkTier implements Closeable {
 
     public Path dir() {
         return dir;
+    }
+
+    /** Puts this tier under {@code b} (see {@link DiskBudget#govern}). */
+    public void budget(DiskBudget b) throws IOException {
+        b.govern(this);
+        this.budget = b;
+    }
+
+    /** The budget this tier is under, or null. */
+    public DiskBudget budget() {
+        return budget;
     }
 
     public void listener(TierListener l) {

@@ -3,6 +3,7 @@ package dev.lazyblock.device;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkTier;
+import dev.lazyblock.chunker.DiskBudget;
 import dev.lazyblock.chunker.FrameChunker;
 import dev.lazyblock.frame.FrameCodec;
 import dev.lazyblock.frame.FrameCodecs;
@@ -38,12 +39,16 @@ public final class LayeredImage implements Device {
     private final LayerHeader header;
     private final Upstream[] upstreams;
     private final Chunker[] chunkers;
+    /** Pins on this image's builds in a tier's disk budget, released at close; empty without one. */
+    private final List<DiskBudget.Pin> pins;
 
-    private LayeredImage(String name, LayerHeader header, Upstream[] upstreams, Chunker[] chunkers) {
+    private LayeredImage(String name, LayerHeader header, Upstream[] upstreams, Chunker[] chunkers,
+                         List<DiskBudget.Pin> pins) {
         this.name = name;
         this.header = header;
         this.upstreams = upstreams;
         this.chunkers = chunkers;
+        this.pins = pins;
     }
 
     public static String diffKey(String dir, UUID build) {
@@ -113,6 +118,14 @@ public final class LayeredImage implements Device {
         List<Build> builds = header.builds();
         Upstream[] upstreams = new Upstream[builds.size()];
         Chunker[] chunkers = new Chunker[builds.size()];
+        List<DiskBudget.Pin> pins = new ArrayList<>();
+        DiskBudget budget = tier == null ? null : tier.budget();
+        if (budget != null) {
+            // Pinned before any chunk is read: an open build's tier files are never evicted.
+            for (Build b : builds) {
+                pins.add(budget.pin(b.id().toString()));
+            }
+        }
         try {
             for (int i = 0; i < builds.size(); i++) {
                 Build b = builds.get(i);
@@ -129,6 +142,9 @@ public final class LayeredImage implements Device {
                 FrameCodec codec = b.compressed() ? FrameCodecs.byId(b.frames().codec()) : null;
                 SparseCache cache = caches.create(store.name() + "/" + diffKey(dir, b.id()), b.size(),
                         header.blockSize());
+                if (budget != null) {
+                    budget.count(cache);
+                }
                 try {
                     chunkers[i] = b.compressed()
                             ? new FrameChunker(upstreams[i], b.id().toString(), b.frames(), codec, cache, options, tier)
@@ -141,9 +157,10 @@ public final class LayeredImage implements Device {
             }
         } catch (IOException | RuntimeException e) {
             closeAll(upstreams, chunkers);
+            pins.forEach(DiskBudget.Pin::close);
             throw e;
         }
-        return new LayeredImage(store.name() + "/" + headerKey, header, upstreams, chunkers);
+        return new LayeredImage(store.name() + "/" + headerKey, header, upstreams, chunkers, pins);
     }
 
     public LayerHeader header() {
@@ -215,6 +232,7 @@ public final class LayeredImage implements Device {
     @Override
     public void close() {
         closeAll(upstreams, chunkers);
+        pins.forEach(DiskBudget.Pin::close);
     }
 
     private static void closeAll(Upstream[] upstreams, Chunker[] chunkers) {

@@ -1,0 +1,248 @@
+package dev.lazyblock.chunker;
+
+import dev.lazyblock.cache.SparseCache;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.FileStore;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One disk budget for a shared chunk tier and the local caches of the images open on this host:
+ * a size (bytes the tier's files and the caches may occupy together) and a free-space floor on
+ * the tier's file system. When either is crossed, the least recently used builds' tier files are
+ * removed, whole builds at a time, until both hold again; a build that is open (pinned by an
+ * image) is never removed, and open local caches are counted but cannot be removed (their files
+ * are unlinked already and go when they close).
+ *
+ * <p>Enforced after every tier write (on the tier's writer thread) and on {@link #enforce}. All
+ * state is guarded by {@code this}; work under the lock is a few map operations and, when evicting,
+ * deleting files (rare, and what the caller is waiting for anyway).
+ */
+public final class DiskBudget {
+    private static final Logger log = LoggerFactory.getLogger(DiskBudget.class);
+
+    private final long maxBytes;
+    private final long minFreeBytes;
+    private final FileStore fileStore;
+    /** Guarded by {@code this}: tier files per build, in least-recently-used order by {@link Entry#used}. */
+    private final Map<String, Entry> builds = new HashMap<>();
+    /** Guarded by {@code this}: local caches counted against the budget until they close. */
+    private final List<SparseCache> caches = new ArrayList<>();
+    /** Guarded by {@code this}: a logical clock for recency (no two uses tie). */
+    private long clock;
+    private long evictedBuilds;
+    private long evictedBytes;
+    private ChunkTier tier;
+
+    private static final class Entry {
+        long bytes;
+        long used;
+        int open;
+    }
+
+    /**
+     * @param maxBytes     what the tier and the local caches may occupy together
+     * @param minFreeBytes free space to keep on the file system of {@code probe}
+     * @param probe        a path on the tier's file system
+     */
+    public DiskBudget(long maxBytes, long minFreeBytes, Path probe) throws IOException {
+        if (maxBytes <= 0 || minFreeBytes < 0) {
+            throw new IllegalArgumentException("budget must be > 0 and floor >= 0, got " + maxBytes + " and "
+                    + minFreeBytes);
+        }
+        this.maxBytes = maxBytes;
+        this.minFreeBytes = minFreeBytes;
+        this.fileStore = Files.getFileStore(probe);
+    }
+
+    /**
+     * Puts {@code tier} under this budget: its existing build directories are counted (recency
+     * from their files' modification times), and from now on its writes and reads update the
+     * budget.
+     */
+    public synchronized void govern(ChunkTier tier) throws IOException {
+        if (this.tier != null) {
+            throw new IllegalStateException("this budget already governs " + this.tier.dir());
+        }
+        this.tier = tier;
+        List<Path> dirs;
+        try (Stream<Path> s = Files.list(tier.dir())) {
+            dirs = s.filter(Files::isDirectory).toList();
+        }
+        List<Object[]> found = new ArrayList<>();
+        for (Path d : dirs) {
+            long bytes = 0;
+            long newest = 0;
+            try (Stream<Path> files = Files.list(d)) {
+                for (Path f : files.toList()) {
+                    try {
+                        bytes += Files.size(f);
+                        newest = Math.max(newest, Files.getLastModifiedTime(f).toMillis());
+                    } catch (NoSuchFileException gone) {
+                        // removed meanwhile (another host evicting): not ours to count
+                    }
+                }
+            }
+            found.add(new Object[] {d.getFileName().toString(), bytes, newest});
+        }
+        found.sort(Comparator.comparingLong(o -> (Long) o[2]));
+        for (Object[] o : found) {
+            Entry e = builds.computeIfAbsent((String) o[0], k -> new Entry());
+            e.bytes += (Long) o[1];
+            e.used = ++clock;
+        }
+        tier.listener(new ChunkTier.TierListener() {
+            @Override
+            public void written(String build, Path file, long bytes) {
+                charge(build, bytes);
+            }
+
+            @Override
+            public void read(String build) {
+                touch(build);
+            }
+        });
+        enforce();
+    }
+
+    /** A pin on a build: while held, its tier files are not evicted. */
+    public interface Pin extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    /** Pins {@code build} (an image has it open); counts as a use. */
+    public synchronized Pin pin(String build) {
+        Entry e = builds.computeIfAbsent(build, k -> new Entry());
+        e.open++;
+        e.used = ++clock;
+        boolean[] closed = {false};
+        return () -> {
+            synchronized (DiskBudget.this) {
+                if (!closed[0]) {
+                    closed[0] = true;
+                    e.open--;
+                }
+            }
+        };
+    }
+
+    /** Counts a local cache against the budget until it closes. */
+    public synchronized void count(SparseCache cache) {
+        caches.add(cache);
+    }
+
+    synchronized void touch(String build) {
+        builds.computeIfAbsent(build, k -> new Entry()).used = ++clock;
+    }
+
+    synchronized void charge(String build, long bytes) {
+        Entry e = builds.computeIfAbsent(build, k -> new Entry());
+        e.bytes += bytes;
+        e.used = ++clock;
+        enforce();
+    }
+
+    /** Bytes the tier's files and the open local caches occupy, as counted. */
+    public synchronized long usedBytes() {
+        long sum = 0;
+        for (Entry e : builds.values()) {
+            sum += e.bytes;
+        }
+        caches.removeIf(SparseCache::isClosed);
+        for (SparseCache c : caches) {
+            try {
+                sum += c.fileSize();
+            } catch (IOException | RuntimeException closedMeanwhile) {
+                // closed between the check and the call: it occupies nothing any more
+            }
+        }
+        return sum;
+    }
+
+    public synchronized long evictedBuilds() {
+        return evictedBuilds;
+    }
+
+    public synchronized long evictedBytes() {
+        return evictedBytes;
+    }
+
+    private long free() {
+        try {
+            return fileStore.getUsableSpace();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** Evicts least recently used, unpinned builds until the size and the floor hold (or nothing is left to evict). */
+    public synchronized void enforce() {
+        long used = usedBytes();
+        while (used > maxBytes || free() < minFreeBytes) {
+            String victim = null;
+            long oldest = Long.MAX_VALUE;
+            for (Map.Entry<String, Entry> me : builds.entrySet()) {
+                Entry e = me.getValue();
+                if (e.open == 0 && e.bytes > 0 && e.used < oldest) {
+                    oldest = e.used;
+                    victim = me.getKey();
+                }
+            }
+            if (victim == null) {
+                log.warn("disk budget: {} bytes used of {}, {} free (floor {}), and every remaining build is open",
+                        used, maxBytes, free(), minFreeBytes);
+                return;
+            }
+            Entry e = builds.remove(victim);
+            long freed = removeBuild(victim);
+            evictedBuilds++;
+            evictedBytes += freed;
+            used -= e.bytes;
+            log.info("disk budget: evicted build {} from the tier ({} bytes)", victim, freed);
+        }
+    }
+
+    private long removeBuild(String build) {
+        if (tier == null) {
+            return 0;
+        }
+        Path d = tier.buildDir(build);
+        long freed = 0;
+        try (Stream<Path> files = Files.list(d)) {
+            for (Path f : files.toList()) {
+                try {
+                    long size = Files.size(f);
+                    Files.delete(f);
+                    freed += size;
+                } catch (NoSuchFileException gone) {
+                    // another host evicted it first
+                }
+            }
+            Files.deleteIfExists(d);
+        } catch (NoSuchFileException gone) {
+            return freed;
+        } catch (IOException e) {
+            // A file written meanwhile (DirectoryNotEmpty) or an NFS hiccup: what is left is
+            // counted again when it is next written or at the next start.
+            log.warn("disk budget: removing {} left something behind: {}", d, e.toString());
+        }
+        return freed;
+    }
+
+    @Override
+    public String toString() {
+        return "DiskBudget[max " + maxBytes + ", floor " + minFreeBytes + ", used " + usedBytes() + ", evicted "
+                + evictedBuilds() + " builds]";
+    }
+}

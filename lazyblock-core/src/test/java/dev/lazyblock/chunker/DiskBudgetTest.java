@@ -1,0 +1,202 @@
+package dev.lazyblock.chunker;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.device.LayerExporter;
+import dev.lazyblock.device.LayeredImage;
+import dev.lazyblock.upstream.DirectoryStore;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.UUID;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A tier and the local caches of several images under one small disk budget: while an open image
+ * is read without pause, other images are opened, read whole and closed one after another; after
+ * every step the tier's files plus the open caches stay under the budget, the open image's tier
+ * files are all still there, and least recently used builds are the ones that went.
+ */
+class DiskBudgetTest {
+    static final int B = 4096;
+    static final int CHUNK = 64 << 10;
+    static final int IMAGE = 8 * CHUNK;
+    /** Small chunks so a build is eight tier files. */
+    static final ChunkerOptions OPTIONS = ChunkerOptions.DEFAULTS.withChunkSize(CHUNK);
+
+    @TempDir
+    Path dir;
+
+    record Published(String headerKey, String build, byte[] bytes) {}
+
+    private List<Published> publish(DirectoryStore store, int n) throws Exception {
+        List<Published> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            byte[] bytes = new byte[IMAGE];
+            new Random(i).nextBytes(bytes);
+            Path raw = Files.write(dir.resolve("img" + i + ".raw"), bytes);
+            LayerExporter.Layer l = LayerExporter.publishBase(raw, B, store, "img" + i);
+            out.add(new Published(l.headerKey(), l.header().buildId().toString(), bytes));
+        }
+        return out;
+    }
+
+    private LayeredImage open(DirectoryStore store, Published p, ChunkTier tier) throws Exception {
+        Path caches = Files.createDirectories(dir.resolve("caches"));
+        return LayeredImage.open(store, p.headerKey(), ChunkerKind.FULL_FETCH, OPTIONS,
+                (id, size, bs) -> SparseCache.create(caches.resolve(UUID.randomUUID() + ".cache"), size, bs, bs), tier);
+    }
+
+    private static void readWhole(LayeredImage img, byte[] expect) throws Exception {
+        byte[] got = new byte[expect.length];
+        img.readAt(MemorySegment.ofArray(got), 0);
+        assertArrayEquals(expect, got);
+    }
+
+    private static long onDisk(Path tierDir) throws Exception {
+        try (Stream<Path> s = Files.walk(tierDir)) {
+            return s.filter(Files::isRegularFile).mapToLong(p -> p.toFile().length()).sum();
+        }
+    }
+
+    private static long files(Path d) throws Exception {
+        if (!Files.isDirectory(d)) {
+            return 0;
+        }
+        try (Stream<Path> s = Files.list(d)) {
+            return s.count();
+        }
+    }
+
+    @Test
+    void aSmallBudgetHoldsWhileReadsContinueAndOpenBuildsStay() throws Exception {
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        List<Published> images = publish(store, 7);
+        Path tierDir = dir.resolve("tier");
+        // Room for two open images (tier files + local caches: 4 x 512 KiB) and one more build's files.
+        long max = 5L * IMAGE + 64 * 8;
+        try (ChunkTier tier = new ChunkTier(tierDir)) {
+            DiskBudget budget = new DiskBudget(max, 0, dir);
+            tier.budget(budget);
+            Published pinned = images.getFirst();
+            try (LayeredImage p = open(store, pinned, tier)) {
+                readWhole(p, pinned.bytes());
+                tier.awaitWrites(10_000);
+                assertEquals(8, files(tier.buildDir(pinned.build())));
+                // A reader of the open image that never pauses, from its cache and (after eviction
+                // elsewhere) never from a removed file of its own.
+                AtomicBoolean stop = new AtomicBoolean();
+                AtomicReference<Throwable> failure = new AtomicReference<>();
+                AtomicLong reads = new AtomicLong();
+                Thread reader = Thread.ofPlatform().start(() -> {
+                    Random r = new Random(1);
+                    byte[] got = new byte[B];
+                    try {
+                        while (!stop.get()) {
+                            int off = r.nextInt(IMAGE / B) * B;
+                            p.readAt(MemorySegment.ofArray(got), off);
+                            if (!java.util.Arrays.equals(got, 0, B, pinned.bytes(), off, off + B)) {
+                                throw new AssertionError("wrong bytes at " + off);
+                            }
+                            reads.incrementAndGet();
+                        }
+                    } catch (Throwable e) {
+                        failure.set(e);
+                    }
+                });
+                for (Published other : images.subList(1, images.size())) {
+                    try (LayeredImage o = open(store, other, tier)) {
+                        readWhole(o, other.bytes());
+                        tier.awaitWrites(10_000);
+                        assertTrue(budget.usedBytes() <= max, "used " + budget.usedBytes() + " of " + max);
+                        assertEquals(8, files(tier.buildDir(other.build())), "the open build's files stay");
+                    }
+                    assertTrue(onDisk(tierDir) + IMAGE <= max, "tier holds " + onDisk(tierDir) + " on disk");
+                    assertEquals(8, files(tier.buildDir(pinned.build())), "the pinned build lost files after "
+                            + other.build());
+                }
+                stop.set(true);
+                reader.join();
+                if (failure.get() != null) {
+                    throw new AssertionError(failure.get().getMessage(), failure.get());
+                }
+                assertTrue(reads.get() > 0);
+            }
+            assertTrue(budget.evictedBuilds() >= 4, budget.toString());
+            // Least recently used first: the last image read is still there, the first unpinned one is gone.
+            assertEquals(8, files(tier.buildDir(images.getLast().build())));
+            assertEquals(0, files(tier.buildDir(images.get(1).build())));
+            // Closed now, the pinned build can go too.
+            try (LayeredImage again = open(store, images.get(1), tier)) {
+                readWhole(again, images.get(1).bytes());
+                tier.awaitWrites(10_000);
+            }
+            budget.enforce();
+            assertTrue(onDisk(tierDir) <= max);
+        }
+    }
+
+    /** Under a free-space floor the disk cannot meet, every build not open is evicted after each write; open ones stay. */
+    @Test
+    void aFreeSpaceFloorEvictsEverythingNotOpen() throws Exception {
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        List<Published> images = publish(store, 3);
+        Path tierDir = dir.resolve("tier");
+        try (ChunkTier tier = new ChunkTier(tierDir)) {
+            long impossible = Files.getFileStore(dir).getTotalSpace() + 1;
+            DiskBudget budget = new DiskBudget(Long.MAX_VALUE, impossible, dir);
+            tier.budget(budget);
+            try (LayeredImage a = open(store, images.get(0), tier)) {
+                readWhole(a, images.get(0).bytes());
+                tier.awaitWrites(10_000);
+                try (LayeredImage b = open(store, images.get(1), tier)) {
+                    readWhole(b, images.get(1).bytes());
+                    tier.awaitWrites(10_000);
+                    assertEquals(8, files(tier.buildDir(images.get(0).build())));
+                    assertEquals(8, files(tier.buildDir(images.get(1).build())));
+                }
+                try (LayeredImage c = open(store, images.get(2), tier)) {
+                    readWhole(c, images.get(2).bytes());
+                    tier.awaitWrites(10_000);
+                }
+                assertFalse(Files.exists(tier.buildDir(images.get(1).build())), "b was closed: evicted");
+                assertEquals(8, files(tier.buildDir(images.get(0).build())), "a is open: kept");
+            }
+        }
+    }
+
+    /** A budget adopts a tier's existing files at start (a restarted host), oldest first for eviction. */
+    @Test
+    void existingTierFilesAreCountedAtStart() throws Exception {
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        List<Published> images = publish(store, 2);
+        Path tierDir = dir.resolve("tier");
+        try (ChunkTier tier = new ChunkTier(tierDir)) {
+            for (Published p : images) {
+                try (LayeredImage img = open(store, p, tier)) {
+                    readWhole(img, p.bytes());
+                }
+            }
+            tier.awaitWrites(10_000);
+        }
+        long before = onDisk(tierDir);
+        try (ChunkTier tier = new ChunkTier(tierDir)) {
+            DiskBudget budget = new DiskBudget(before - 1, 0, dir);
+            tier.budget(budget);
+            assertEquals(1, budget.evictedBuilds(), budget.toString());
+            assertTrue(onDisk(tierDir) < before);
+        }
+    }
+}
