@@ -1,6 +1,7 @@
 package dev.lazyblock.cli;
 
 import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.chunker.ChunkTier;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
@@ -138,6 +139,20 @@ final class ServeCommand implements Callable<Integer> {
         stop.countDown();
     }
 
+    @Option(names = "--tier", paramLabel = "DIR",
+            description = "A chunk cache shared by hosts (an NFS directory): misses read it before the store, "
+                    + "fetched chunks are written to it in the background.")
+    Path tierDir;
+
+    @Option(names = "--tier-budget", paramLabel = "SIZE",
+            description = "With --tier: bytes the tier and this host's open caches may use together (e.g. 200G); "
+                    + "least recently used builds are evicted, never an open one.")
+    String tierBudget;
+
+    @Option(names = "--tier-floor", paramLabel = "SIZE",
+            description = "With --tier: free space to keep on the tier's file system (e.g. 10G).")
+    String tierFloor;
+
     @Override
     public Integer call() throws Exception {
         PrintStream out = System.out;
@@ -180,6 +195,16 @@ final class ServeCommand implements Callable<Integer> {
                 !ownDir);
         CountingMetrics metrics = new CountingMetrics();
         List<AutoCloseable> closeLast = new ArrayList<>();
+        if (tierDir != null) {
+            try {
+                ChunkTier tier = Caches.openTier(tierDir, tierBudget, tierFloor);
+                caches.tier(tier);
+                closeLast.add(tier); // closed after the images: waits for its queued writes
+            } catch (IllegalArgumentException e) {
+                System.err.println("lazyblock serve: --tier-budget/--tier-floor: " + e.getMessage());
+                return 2;
+            }
+        }
         Metrics reported = metrics;
         if (metricsListen != null) {
             InetSocketAddress at;
@@ -312,7 +337,7 @@ final class ServeCommand implements Callable<Integer> {
         if (header) {
             StoreAndKey sk = storeOf(image);
             closeLast.add(sk.store());
-            LayeredImage li = LayeredImage.open(sk.store(), sk.key(), kind, options, caches);
+            LayeredImage li = LayeredImage.open(sk.store(), sk.key(), kind, options, caches, caches.tier());
             closeLast.addFirst(li);
             List<Chunker> chunkers = li.chunkers().stream().filter(c -> c != null).toList();
             return new Source(li, "layered image " + li.header().buildId() + " (" + li.header().builds().size()
