@@ -139,6 +139,10 @@ final class ServeCommand implements Callable<Integer> {
         stop.countDown();
     }
 
+    @Option(names = "--compress", paramLabel = "CODEC", defaultValue = "none",
+            description = "With --export-layer: store the new layer's diff as zstd or lz4 frames (default ${DEFAULT-VALUE}).")
+    String compress;
+
     @Option(names = "--tier", paramLabel = "DIR",
             description = "A chunk cache shared by hosts (an NFS directory): misses read it before the store, "
                     + "fetched chunks are written to it in the background.")
@@ -170,6 +174,12 @@ final class ServeCommand implements Callable<Integer> {
             NbdExport.validateName(name);
         } catch (IllegalArgumentException e) {
             System.err.println("lazyblock serve: " + e.getMessage() + " (choose one with --export)");
+            return 2;
+        }
+        try {
+            ExportCommand.compression(compress, null);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock serve: --compress: " + e.getMessage());
             return 2;
         }
         if (exportLayer && !writable) {
@@ -294,12 +304,14 @@ final class ServeCommand implements Callable<Integer> {
             if (exportLayer) {
                 LayeredImage parent = (LayeredImage) src.device();
                 Progress progress = Progress.onTerminal(System.err, "export layer", LayerExporter.writtenBytes(overlay));
+                LayerExporter.Compression compression = ExportCommand.compression(compress, caches.dir());
                 LayerExporter.Layer layer = LayerExporter.export(overlay, parent.header(), src.layer().store(),
-                        LayeredImage.dirOf(src.layer().key()), caches.dir(), progress::add);
+                        LayeredImage.dirOf(src.layer().key()), caches.dir(), progress::add, compression);
                 progress.finish();
-                out.printf("exported layer %s: %,d blocks stored (%,d bytes), %,d zero, %,d unchanged; header %s%n",
-                        layer.header().buildId(), layer.storedBlocks(), layer.diffBytes(), layer.zeroBlocks(),
-                        layer.unchangedBlocks(), src.layer().store().name() + "/" + layer.headerKey());
+                out.printf("exported layer %s: %,d blocks stored (%,d bytes%s), %,d zero, %,d unchanged; header %s%n",
+                        layer.header().buildId(), layer.storedBlocks(), layer.diffBytes(),
+                        compression.enabled() ? String.format(", %,d %s", layer.storedBytes(), compress) : "",
+                        layer.zeroBlocks(), layer.unchangedBlocks(), src.layer().store().name() + "/" + layer.headerKey());
             }
             out.flush();
             return 0;
