@@ -24,6 +24,11 @@ import org.slf4j.LoggerFactory;
  * image) is never removed, and open local caches are counted but cannot be removed (their files
  * are unlinked already and go when they close).
  *
+ * <p>Hosts sharing a tier see each other's open builds through lease files,
+ * {@code <tier>/.leases/<build>/<lease id>}: a pin creates one (and a daemon thread touches it
+ * every {@code leaseTtl / 3}), unpinning deletes it, and no host evicts a build with a lease
+ * younger than {@code leaseTtl} (an older one is a crashed host's, and is ignored and removed).
+ *
  * <p>Enforced after every tier write (on the tier's writer thread) and on {@link #enforce}. All
  * state is guarded by {@code this}; work under the lock is a few map operations and, when evicting,
  * deleting files (rare, and what the caller is waiting for anyway).
@@ -43,6 +48,13 @@ public final class DiskBudget {
     private long evictedBuilds;
     private long evictedBytes;
     private ChunkTier tier;
+    /** A lease older than this is a crashed host's. */
+    private final java.time.Duration leaseTtl;
+    /** Guarded by {@code this}: this host's lease files, touched by {@link #refresher}. */
+    private final java.util.Set<Path> leases = new java.util.HashSet<>();
+    private java.util.concurrent.ScheduledExecutorService refresher;
+    public static final java.time.Duration DEFAULT_LEASE_TTL = java.time.Duration.ofMinutes(10);
+    static final String LEASES = ".leases";
 
     private static final class Entry {
         long bytes;
@@ -56,6 +68,12 @@ public final class DiskBudget {
      * @param probe        a path on the tier's file system
      */
     public DiskBudget(long maxBytes, long minFreeBytes, Path probe) throws IOException {
+        this(maxBytes, minFreeBytes, probe, DEFAULT_LEASE_TTL);
+    }
+
+    /** @param leaseTtl how long another host's lease on a build keeps it from eviction without a refresh */
+    public DiskBudget(long maxBytes, long minFreeBytes, Path probe, java.time.Duration leaseTtl) throws IOException {
+        this.leaseTtl = leaseTtl;
         if (maxBytes <= 0 || minFreeBytes < 0) {
             throw new IllegalArgumentException("budget must be > 0 and floor >= 0, got " + maxBytes + " and "
                     + minFreeBytes);
@@ -77,7 +95,7 @@ public final class DiskBudget {
         this.tier = tier;
         List<Path> dirs;
         try (Stream<Path> s = Files.list(tier.dir())) {
-            dirs = s.filter(Files::isDirectory).toList();
+            dirs = s.filter(Files::isDirectory).filter(d -> !d.getFileName().toString().startsWith(".")).toList();
         }
         List<Object[]> found = new ArrayList<>();
         for (Path d : dirs) {
@@ -121,20 +139,91 @@ public final class DiskBudget {
         void close();
     }
 
-    /** Pins {@code build} (an image has it open); counts as a use. */
+    /** Pins {@code build} (an image has it open) here and, through a lease file, for every host; counts as a use. */
     public synchronized Pin pin(String build) {
         Entry e = builds.computeIfAbsent(build, k -> new Entry());
         e.open++;
         e.used = ++clock;
+        Path lease = takeLease(build);
         boolean[] closed = {false};
         return () -> {
             synchronized (DiskBudget.this) {
                 if (!closed[0]) {
                     closed[0] = true;
                     e.open--;
+                    if (lease != null) {
+                        leases.remove(lease);
+                        try {
+                            Files.deleteIfExists(lease);
+                        } catch (IOException ex) {
+                            log.warn("disk budget: cannot remove lease {}: {}", lease, ex.toString());
+                        }
+                    }
                 }
             }
         };
+    }
+
+    /** Creates this pin's lease file (null without a tier: nothing to share). Called under {@code this}. */
+    private Path takeLease(String build) {
+        if (tier == null) {
+            return null;
+        }
+        Path lease = tier.dir().resolve(LEASES).resolve(build).resolve(java.util.UUID.randomUUID().toString());
+        try {
+            Files.createDirectories(lease.getParent());
+            Files.createFile(lease);
+        } catch (IOException ex) {
+            // Still pinned on this host; other hosts may evict it, and our reads then go to the bucket.
+            log.warn("disk budget: cannot create lease {}: {}", lease, ex.toString());
+            return null;
+        }
+        leases.add(lease);
+        if (refresher == null) {
+            refresher = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(
+                    Thread.ofPlatform().daemon().name("lazyblock-tier-leases").factory());
+            long period = Math.max(1, leaseTtl.toMillis() / 3);
+            refresher.scheduleAtFixedRate(this::refreshLeases, period, period, java.util.concurrent.TimeUnit.MILLISECONDS);
+        }
+        return lease;
+    }
+
+    private synchronized void refreshLeases() {
+        java.nio.file.attribute.FileTime now = java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis());
+        for (Path l : leases) {
+            try {
+                Files.setLastModifiedTime(l, now);
+            } catch (IOException ex) {
+                log.warn("disk budget: cannot refresh lease {}: {}", l, ex.toString());
+            }
+        }
+    }
+
+    /** Whether another host (or this one) holds a live lease on {@code build}; stale leases are removed. */
+    private boolean leased(String build) {
+        Path dir = tier.dir().resolve(LEASES).resolve(build);
+        if (!Files.isDirectory(dir)) {
+            return false;
+        }
+        long cutoff = System.currentTimeMillis() - leaseTtl.toMillis();
+        boolean live = false;
+        try (Stream<Path> s = Files.list(dir)) {
+            for (Path l : s.toList()) {
+                try {
+                    if (Files.getLastModifiedTime(l).toMillis() >= cutoff) {
+                        live = true;
+                    } else {
+                        log.info("disk budget: removing stale lease {} (a host that stopped without unpinning)", l);
+                        Files.deleteIfExists(l);
+                    }
+                } catch (NoSuchFileException gone) {
+                    // unpinned meanwhile
+                }
+            }
+        } catch (IOException ex) {
+            return true; // cannot tell: keep the build
+        }
+        return live;
     }
 
     /** Counts a local cache against the budget until it closes. */
@@ -188,16 +277,21 @@ public final class DiskBudget {
 
     /** Evicts least recently used, unpinned builds until the size and the floor hold (or nothing is left to evict). */
     public synchronized void enforce() {
+        java.util.Set<String> leasedElsewhere = new java.util.HashSet<>();
         long used = usedBytes();
         while (used > maxBytes || free() < minFreeBytes) {
             String victim = null;
             long oldest = Long.MAX_VALUE;
             for (Map.Entry<String, Entry> me : builds.entrySet()) {
                 Entry e = me.getValue();
-                if (e.open == 0 && e.bytes > 0 && e.used < oldest) {
+                if (e.open == 0 && e.bytes > 0 && e.used < oldest && !leasedElsewhere.contains(me.getKey())) {
                     oldest = e.used;
                     victim = me.getKey();
                 }
+            }
+            if (victim != null && tier != null && leased(victim)) {
+                leasedElsewhere.add(victim); // open on another host: skip it this round
+                continue;
             }
             if (victim == null) {
                 log.warn("disk budget: {} bytes used of {}, {} free (floor {}), and every remaining build is open",
@@ -238,6 +332,13 @@ public final class DiskBudget {
             log.warn("disk budget: removing {} left something behind: {}", d, e.toString());
         }
         return freed;
+    }
+
+    /** Stops refreshing leases (pins still held keep their files until unpinned). */
+    public synchronized void close() {
+        if (refresher != null) {
+            refresher.shutdownNow();
+        }
     }
 
     @Override

@@ -199,4 +199,55 @@ class DiskBudgetTest {
             assertTrue(onDisk(tierDir) < before);
         }
     }
+
+    /**
+     * Two hosts, two budgets, one tier: host B, over its budget, does not evict a build host A
+     * has open (A's lease file), evicts it once A closes it, and ignores (and removes) a lease
+     * left by a host that stopped without unpinning.
+     */
+    @Test
+    void anotherHostsOpenBuildIsNotEvictedAndStaleLeasesAreIgnored() throws Exception {
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        List<Published> images = publish(store, 3);
+        Path tierDir = dir.resolve("tier");
+        Published x = images.get(0);
+        Published crashed = images.get(1);
+        try (ChunkTier tierA = new ChunkTier(tierDir); ChunkTier tierB = new ChunkTier(tierDir)) {
+            DiskBudget budgetA = new DiskBudget(Long.MAX_VALUE, 0, dir);
+            tierA.budget(budgetA);
+            // A build whose tier files a crashed host still "holds": its lease is old.
+            try (LayeredImage c = open(store, crashed, tierA)) {
+                readWhole(c, crashed.bytes());
+            }
+            tierA.awaitWrites(10_000);
+            Path stale = tierDir.resolve(".leases").resolve(crashed.build()).resolve("crashed-host");
+            Files.createDirectories(stale.getParent());
+            Files.createFile(stale);
+            Files.setLastModifiedTime(stale, java.nio.file.attribute.FileTime.fromMillis(
+                    System.currentTimeMillis() - java.time.Duration.ofMinutes(2).toMillis()));
+
+            LayeredImage a = open(store, x, tierA);
+            try {
+                readWhole(a, x.bytes());
+                tierA.awaitWrites(10_000);
+                // Host B starts now: it counts x's and the crashed build's files, and may hold one build.
+                DiskBudget budgetB = new DiskBudget(IMAGE + 64 * 8, 0, dir, java.time.Duration.ofMinutes(1));
+                tierB.budget(budgetB);
+                assertEquals(8, files(tierB.buildDir(x.build())), "x is open on host A");
+                assertFalse(Files.exists(tierB.buildDir(crashed.build())), "a stale lease does not keep a build");
+                assertFalse(Files.exists(stale), "the stale lease is removed");
+                try (LayeredImage b = open(store, images.get(2), tierB)) {
+                    readWhole(b, images.get(2).bytes());
+                    tierB.awaitWrites(10_000);
+                }
+                assertEquals(8, files(tierB.buildDir(x.build())), "still open on host A: kept");
+                a.close();
+                budgetB.enforce();
+                assertFalse(Files.exists(tierB.buildDir(x.build())), "closed on A: B may evict it");
+            } finally {
+                a.close();
+                budgetA.close();
+            }
+        }
+    }
 }
