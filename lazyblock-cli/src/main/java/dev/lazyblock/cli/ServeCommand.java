@@ -210,6 +210,9 @@ final class ServeCommand implements Callable<Integer> {
                 ChunkTier tier = Caches.openTier(tierDir, tierBudget, tierFloor);
                 caches.tier(tier);
                 closeLast.add(tier); // closed after the images: waits for its queued writes
+                if (tier.budget() != null && caches.persistent()) {
+                    tier.budget().governCaches(caches.dir()); // kept caches share the budget
+                }
             } catch (IllegalArgumentException e) {
                 System.err.println("lazyblock serve: --tier-budget/--tier-floor: " + e.getMessage());
                 return 2;

@@ -95,6 +95,9 @@ final class WarmCommand implements Callable<Integer> {
                 ChunkTier tier = Caches.openTier(tierDir, tierBudget, tierFloor);
                 caches.tier(tier);
                 closeLast.add(tier); // closed after the images: waits for its queued writes
+                if (tier.budget() != null && caches.persistent()) {
+                    tier.budget().governCaches(caches.dir()); // kept caches share the budget
+                }
             } catch (IllegalArgumentException e) {
                 System.err.println("lazyblock warm: --tier-budget/--tier-floor: " + e.getMessage());
                 return 2;

@@ -185,6 +185,11 @@ public final class SparseCache implements AutoCloseable {
         }
     }
 
+    /** The cache's file (its path when created or adopted; the file itself may be unlinked). */
+    public String name() {
+        return name;
+    }
+
     public long size() {
         return size;
     }

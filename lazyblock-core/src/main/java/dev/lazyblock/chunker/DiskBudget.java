@@ -43,10 +43,13 @@ public final class DiskBudget {
     private final Map<String, Entry> builds = new HashMap<>();
     /** Guarded by {@code this}: local caches counted against the budget until they close. */
     private final List<SparseCache> caches = new ArrayList<>();
+    /** Guarded by {@code this}: directories of kept local caches under this budget. */
+    private final List<Path> cacheDirs = new ArrayList<>();
     /** Guarded by {@code this}: a logical clock for recency (no two uses tie). */
     private long clock;
     private long evictedBuilds;
     private long evictedBytes;
+    private long evictedCaches;
     private ChunkTier tier;
     /** A lease older than this is a crashed host's. */
     private final java.time.Duration leaseTtl;
@@ -58,7 +61,10 @@ public final class DiskBudget {
 
     private static final class Entry {
         long bytes;
+        /** Logical recency among tier builds (no ties). */
         long used;
+        /** Wall-clock recency, to order tier builds against kept caches (whose use is a file time). */
+        long usedMillis;
         int open;
     }
 
@@ -118,6 +124,7 @@ public final class DiskBudget {
             Entry e = builds.computeIfAbsent((String) o[0], k -> new Entry());
             e.bytes += (Long) o[1];
             e.used = ++clock;
+            e.usedMillis = Math.max(e.usedMillis, (Long) o[2]);
         }
         tier.listener(new ChunkTier.TierListener() {
             @Override
@@ -133,6 +140,84 @@ public final class DiskBudget {
         enforce();
     }
 
+    /**
+     * Puts a directory of kept local caches ({@code PersistentCache}: {@code <key>.cache},
+     * {@code .presence}, {@code .lock}) under this budget too. Caches that are closed count with
+     * the bytes their files occupy and may be evicted (all three files removed), least recently
+     * used first (by the time their map was saved) and interleaved with tier builds by age; an
+     * open cache holds its lock file, in this process or another, and is never removed.
+     */
+    public synchronized void governCaches(Path dir) {
+        cacheDirs.add(dir);
+        enforce();
+    }
+
+    /** Kept caches in the governed directories, closed or not: key, bytes on disk, last use (ms). */
+    private record Kept(Path dir, String key, long bytes, long usedMillis) {}
+
+    private List<Kept> keptCaches() {
+        List<Kept> out = new ArrayList<>();
+        for (Path d : cacheDirs) {
+            List<Path> data;
+            try (Stream<Path> s = Files.list(d)) {
+                data = s.filter(p -> p.getFileName().toString().endsWith(".cache")).toList();
+            } catch (IOException e) {
+                continue;
+            }
+            for (Path p : data) {
+                String name = p.getFileName().toString();
+                String key = name.substring(0, name.length() - ".cache".length());
+                try {
+                    Path map = d.resolve(key + ".presence");
+                    long used = Files.getLastModifiedTime(Files.exists(map) ? map : p).toMillis();
+                    out.add(new Kept(d, key, allocated(p), used));
+                } catch (IOException gone) {
+                    // removed meanwhile
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Bytes a sparse file occupies on disk (its allocated blocks, not its length). */
+    private static long allocated(Path p) throws IOException {
+        int fd = dev.lazyblock.os.Libc.open(p.toString(), dev.lazyblock.os.Libc.O_RDONLY | dev.lazyblock.os.Libc.O_CLOEXEC, 0);
+        try {
+            return dev.lazyblock.os.Libc.fstat(fd).allocatedBytes();
+        } finally {
+            dev.lazyblock.os.Libc.close(fd);
+        }
+    }
+
+    /** Removes a kept cache unless it is open (its lock held, here or in another process); the bytes freed. */
+    private static long removeKept(Kept k) {
+        Path lockFile = k.dir().resolve(k.key() + ".lock");
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(lockFile,
+                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE)) {
+            java.nio.channels.FileLock lock;
+            try {
+                lock = ch.tryLock();
+            } catch (java.nio.channels.OverlappingFileLockException openHere) {
+                return -1;
+            }
+            if (lock == null) {
+                return -1; // open in another process
+            }
+            try {
+                // The map first: without it, whatever is left of the data is trusted by nobody.
+                Files.deleteIfExists(k.dir().resolve(k.key() + ".presence"));
+                Files.deleteIfExists(k.dir().resolve(k.key() + ".cache"));
+            } finally {
+                lock.release();
+            }
+            Files.deleteIfExists(lockFile);
+            return k.bytes();
+        } catch (IOException e) {
+            log.warn("disk budget: removing kept cache {} failed: {}", k.key(), e.toString());
+            return -1;
+        }
+    }
+
     /** A pin on a build: while held, its tier files are not evicted. */
     public interface Pin extends AutoCloseable {
         @Override
@@ -144,6 +229,7 @@ public final class DiskBudget {
         Entry e = builds.computeIfAbsent(build, k -> new Entry());
         e.open++;
         e.used = ++clock;
+        e.usedMillis = System.currentTimeMillis();
         Path lease = takeLease(build);
         boolean[] closed = {false};
         return () -> {
@@ -232,13 +318,16 @@ public final class DiskBudget {
     }
 
     synchronized void touch(String build) {
-        builds.computeIfAbsent(build, k -> new Entry()).used = ++clock;
+        Entry e = builds.computeIfAbsent(build, k -> new Entry());
+        e.used = ++clock;
+        e.usedMillis = System.currentTimeMillis();
     }
 
     synchronized void charge(String build, long bytes) {
         Entry e = builds.computeIfAbsent(build, k -> new Entry());
         e.bytes += bytes;
         e.used = ++clock;
+        e.usedMillis = System.currentTimeMillis();
         enforce();
     }
 
@@ -248,8 +337,14 @@ public final class DiskBudget {
         for (Entry e : builds.values()) {
             sum += e.bytes;
         }
+        for (Kept k : keptCaches()) {
+            sum += k.bytes(); // kept caches on disk, open or not (an open one is its file: not counted twice below)
+        }
         caches.removeIf(SparseCache::isClosed);
         for (SparseCache c : caches) {
+            if (isKept(c)) {
+                continue; // a kept cache's file is counted above
+            }
             try {
                 sum += c.fileSize();
             } catch (IOException | RuntimeException closedMeanwhile) {
@@ -259,8 +354,24 @@ public final class DiskBudget {
         return sum;
     }
 
+    /** Whether {@code c} is one of the kept caches in a governed directory (counted from its file). */
+    private boolean isKept(SparseCache c) {
+        Path parent = Path.of(c.name()).toAbsolutePath().getParent();
+        for (Path d : cacheDirs) {
+            if (d.toAbsolutePath().equals(parent)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     public synchronized long evictedBuilds() {
         return evictedBuilds;
+    }
+
+    /** Kept local caches removed. */
+    public synchronized long evictedCaches() {
+        return evictedCaches;
     }
 
     public synchronized long evictedBytes() {
@@ -278,6 +389,7 @@ public final class DiskBudget {
     /** Evicts least recently used, unpinned builds until the size and the floor hold (or nothing is left to evict). */
     public synchronized void enforce() {
         java.util.Set<String> leasedElsewhere = new java.util.HashSet<>();
+        java.util.Set<String> skippedKept = new java.util.HashSet<>();
         long used = usedBytes();
         while (used > maxBytes || free() < minFreeBytes) {
             String victim = null;
@@ -291,6 +403,26 @@ public final class DiskBudget {
             }
             if (victim != null && tier != null && leased(victim)) {
                 leasedElsewhere.add(victim); // open on another host: skip it this round
+                continue;
+            }
+            // A closed kept cache used before the least recently used tier build goes first.
+            Kept oldestKept = null;
+            for (Kept k : keptCaches()) {
+                if (!skippedKept.contains(k.key()) && k.bytes() > 0
+                        && (oldestKept == null || k.usedMillis() < oldestKept.usedMillis())) {
+                    oldestKept = k;
+                }
+            }
+            if (oldestKept != null && (victim == null || oldestKept.usedMillis() < builds.get(victim).usedMillis)) {
+                long freed = removeKept(oldestKept);
+                if (freed < 0) {
+                    skippedKept.add(oldestKept.key()); // open: never removed
+                } else {
+                    evictedCaches++;
+                    evictedBytes += freed;
+                    used -= freed;
+                    log.info("disk budget: evicted kept cache {} ({} bytes)", oldestKept.key(), freed);
+                }
                 continue;
             }
             if (victim == null) {

@@ -250,4 +250,66 @@ class DiskBudgetTest {
             }
         }
     }
+
+    private LayeredImage openKept(DirectoryStore store, Published p, ChunkTier tier, Path kept,
+                                  List<dev.lazyblock.cache.PersistentCache.Opened> opened) throws Exception {
+        return LayeredImage.open(store, p.headerKey(), ChunkerKind.FULL_FETCH, OPTIONS, (id, size, bs) -> {
+            var o = dev.lazyblock.cache.PersistentCache.open(kept, id, size, bs, bs);
+            opened.add(o);
+            return o.cache();
+        }, tier);
+    }
+
+    private static List<Path> keptFiles(Path kept) throws Exception {
+        try (Stream<Path> s = Files.list(kept)) {
+            return s.filter(f -> f.getFileName().toString().endsWith(".cache")).sorted().toList();
+        }
+    }
+
+    /**
+     * Kept local caches share the budget with the tier: under a size budget the oldest of tier
+     * builds and closed kept caches go first and the total stays under it; under a floor the disk
+     * cannot meet, every closed kept cache and unpinned build goes, and the open image's kept
+     * cache (its lock held) stays and reads right.
+     */
+    @Test
+    void keptLocalCachesShareTheBudgetAndAnOpenOneStays() throws Exception {
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        List<Published> images = publish(store, 4);
+        Path kept = Files.createDirectories(dir.resolve("kept"));
+        List<dev.lazyblock.cache.PersistentCache.Opened> opened = new ArrayList<>();
+        long max = 3L * IMAGE + 64 * 8;
+        try (ChunkTier tier = new ChunkTier(dir.resolve("tier"))) {
+            DiskBudget budget = new DiskBudget(max, 0, dir);
+            tier.budget(budget);
+            budget.governCaches(kept);
+            for (Published p : images.subList(0, 3)) {
+                try (LayeredImage img = openKept(store, p, tier, kept, opened)) {
+                    readWhole(img, p.bytes());
+                    tier.awaitWrites(10_000);
+                    assertTrue(budget.usedBytes() <= max, "used " + budget.usedBytes() + " of " + max);
+                }
+                for (var o : opened) {
+                    assertTrue(o.awaitReleased(java.time.Duration.ofSeconds(10)));
+                }
+                budget.enforce();
+                assertTrue(budget.usedBytes() <= max, "used " + budget.usedBytes() + " of " + max);
+            }
+            assertTrue(budget.evictedCaches() >= 1 && budget.evictedBuilds() >= 1, budget.toString());
+            assertEquals(8, files(tier.buildDir(images.get(2).build())), "the most recent build stays");
+
+            // Now a floor nothing can meet: everything closed goes, the open image's cache stays.
+            DiskBudget floor = new DiskBudget(Long.MAX_VALUE, Files.getFileStore(dir).getTotalSpace() + 1, dir);
+            floor.governCaches(kept);
+            try (LayeredImage img = openKept(store, images.get(3), tier, kept, opened)) {
+                readWhole(img, images.get(3).bytes());
+                List<Path> before = keptFiles(kept);
+                floor.enforce();
+                List<Path> after = keptFiles(kept);
+                assertEquals(1, after.size(), "only the open cache is left: " + after + " (was " + before + ")");
+                assertTrue(floor.evictedCaches() >= 1, floor.toString());
+                readWhole(img, images.get(3).bytes());
+            }
+        }
+    }
 }
