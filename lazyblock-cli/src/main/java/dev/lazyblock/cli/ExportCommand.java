@@ -4,6 +4,7 @@ import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.frame.FrameCodec;
 import dev.lazyblock.frame.FrameCodecs;
+import dev.lazyblock.frame.FrameTable;
 import dev.lazyblock.upstream.ObjectStore;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -44,6 +45,11 @@ final class ExportCommand implements Callable<Integer> {
             description = "How the diff is stored: zstd, lz4 or none (default ${DEFAULT-VALUE}: raw, header version 1).")
     String compress;
 
+    @Option(names = "--frame-kib", paramLabel = "KIB", defaultValue = "2048",
+            description = "With --compress: uncompressed KiB per frame, a power of two (default ${DEFAULT-VALUE}); "
+                    + "smaller frames make a miss cheaper and the ratio worse.")
+    int frameKib;
+
     @Override
     public Integer call() throws Exception {
         if (!Files.isRegularFile(file)) {
@@ -56,7 +62,7 @@ final class ExportCommand implements Callable<Integer> {
         }
         LayerExporter.Compression compression;
         try {
-            compression = compression(compress, file.toAbsolutePath().getParent());
+            compression = compression(compress, file.toAbsolutePath().getParent(), frameKib);
         } catch (IllegalArgumentException e) {
             System.err.println("lazyblock export: --compress: " + e.getMessage());
             return 2;
@@ -97,12 +103,23 @@ final class ExportCommand implements Callable<Integer> {
 
     /** The compression {@code name} asks for, staging compressed frames in the temp directory (or {@code near}). */
     static LayerExporter.Compression compression(String name, Path near) {
+        return compression(name, near, FrameTable.DEFAULT_FRAME_SIZE >> 10);
+    }
+
+    /** {@link #compression(String, Path)} with frames of {@code frameKib} KiB (a power of two). */
+    static LayerExporter.Compression compression(String name, Path near, int frameKib) {
         FrameCodec codec = FrameCodecs.byName(name);
+        long frame = (long) frameKib << 10;
+        if (frameKib <= 0 || Long.bitCount(frame) != 1 || frame > FrameTable.MAX_FRAME_SIZE || frame < 4096) {
+            throw new IllegalArgumentException("--frame-kib must be a power of two from 4 to "
+                    + (FrameTable.MAX_FRAME_SIZE >> 10) + ", got " + frameKib);
+        }
         Path scratch = Path.of(System.getProperty("java.io.tmpdir"));
         if (!Files.isWritable(scratch) && near != null) {
             scratch = near;
         }
-        return LayerExporter.Compression.of(codec, scratch);
+        LayerExporter.Compression c = LayerExporter.Compression.of(codec, scratch);
+        return c.enabled() ? new LayerExporter.Compression(c.codec(), (int) frame, c.threads(), scratch) : c;
     }
 
     static String compressionSummary(LayerExporter.Compression c, LayerExporter.Layer layer) {

@@ -63,6 +63,10 @@ final class TiersBenchCommand implements Callable<Integer> {
     @Option(names = "--threads", defaultValue = "8", description = "Reader threads (default ${DEFAULT-VALUE}).")
     int threads;
 
+    @Option(names = "--frame-kib", defaultValue = "2048",
+            description = "Uncompressed KiB per frame (default ${DEFAULT-VALUE}).")
+    int frameKib;
+
     @Option(names = "--dir", description = "Work directory (default: the temp directory).")
     Path dir;
 
@@ -149,14 +153,16 @@ final class TiersBenchCommand implements Callable<Integer> {
             DirectoryStore store = new DirectoryStore(work.resolve("store"));
             String[] codecs = {"none", "lz4", "zstd"};
             LayerExporter.Layer[] layers = new LayerExporter.Layer[codecs.length];
+            System.out.printf("frames of %,d KiB%n%n", frameKib);
             System.out.println("| codec | stored bytes | % of image | ratio | compress s (" + Runtime.getRuntime()
                     .availableProcessors() + " threads) | decompress MB/s per core |");
             System.out.println("|---|---|---|---|---|---|");
             for (int i = 0; i < codecs.length; i++) {
                 FrameCodec codec = FrameCodecs.byName(codecs[i]);
                 long t0 = System.nanoTime();
+                LayerExporter.Compression c = ExportCommand.compression(codecs[i], work, frameKib);
                 layers[i] = LayerExporter.publishBase(img, BLOCK, store, codecs[i], n -> { },
-                        LayerExporter.Compression.of(codec, work));
+                        c.enabled() ? new LayerExporter.Compression(c.codec(), c.frameSize(), c.threads(), work) : c);
                 double secs = (System.nanoTime() - t0) / 1e9;
                 long stored = layers[i].storedBytes();
                 String mbps = "-";
@@ -187,7 +193,7 @@ final class TiersBenchCommand implements Callable<Integer> {
                     double tierMicros = tierReadMicros(tier, layers[i]);
                     rows.add(run(codecs[i] + ", second host, warm tier", store, layers[i], offsets, work, tier,
                             String.format("tier's own read of one %s: %,.0f µs", codecs[i].equals("none")
-                                    ? "4 MiB chunk" : "2 MiB frame", tierMicros)));
+                                    ? "4 MiB chunk" : frameKib + " KiB frame", tierMicros)));
                 }
             }
             System.out.printf("%,d random 4 KiB reads, %d threads, offsets from seed 42 shared by every row; store behind "

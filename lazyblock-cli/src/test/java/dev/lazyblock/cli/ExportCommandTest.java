@@ -93,6 +93,19 @@ class ExportCommandTest {
             assertTrue(inspect.out().contains("header     version 2") && inspect.out().contains(codec + " ")
                     && inspect.out().contains("x, 3 x 2048 KiB") && inspect.out().contains("ratio "), inspect.out());
         }
+        // Smaller frames: more of them in the table.
+        Path small = dir.resolve("small-frames");
+        WarmCommandTest.Run f = WarmCommandTest.run(new ExportCommand(), raw.toString(), small.toString(), "--compress",
+                "lz4", "--frame-kib", "512");
+        assertEquals(0, f.exit(), f.err());
+        Matcher hm = Pattern.compile("header (\\S+)").matcher(f.out());
+        assertTrue(hm.find(), f.out());
+        WarmCommandTest.Run fi = WarmCommandTest.run(new InspectCommand(), hm.group(1));
+        assertTrue(fi.out().contains("x, 11 x 512 KiB"), fi.out());
+        WarmCommandTest.Run odd = WarmCommandTest.run(new ExportCommand(), raw.toString(), small.toString(), "--compress",
+                "lz4", "--frame-kib", "300");
+        assertEquals(2, odd.exit());
+        assertTrue(odd.err().contains("--frame-kib must be a power of two"), odd.err());
         WarmCommandTest.Run none = WarmCommandTest.run(new ExportCommand(), raw.toString(), dir.resolve("plain").toString(),
                 "--compress", "none");
         assertEquals(0, none.exit(), none.err());
