@@ -174,8 +174,10 @@ final class WarmCommand implements Callable<Integer> {
             System.err.println("lazyblock warm: " + failure.getMessage() + "; what was fetched is kept, rerun to go on");
             return 1;
         }
-        System.out.printf("warmed %s: %,d bytes in %s (%,d fetched now in %,d requests, %,d already cached)%n",
-                description, total, cacheDir, m.remoteBytes(), m.remoteRequests(), already);
+        System.out.printf("warmed %s: %,d bytes in %s (%,d fetched now in %,d requests, %,d already cached)%s%n",
+                description, total, cacheDir, m.remoteBytes(), m.remoteRequests(), already, tierDir == null ? ""
+                        : String.format("; shared tier: %,d chunks (%,d bytes) read from it, %,d missed", m.tierHits(),
+                        m.tierHitBytes(), m.tierMisses()));
         return 0;
     }
 

@@ -112,6 +112,7 @@ class WarmCommandTest {
                 tier.toString(), "--tier-budget", "1G", "--tier-floor", "0");
         assertEquals(0, first.exit(), first.err());
         assertTrue(first.out().contains("fetched now in 4 requests"), first.out()); // 4 frames of 2 MiB
+        assertTrue(first.out().contains("shared tier: 0 chunks (0 bytes) read from it, 4 missed"), first.out());
         try (var files = Files.list(tier.resolve(base.header().buildId().toString()))) {
             assertEquals(4, files.count());
         }
@@ -119,7 +120,9 @@ class WarmCommandTest {
                 tier.toString());
         assertEquals(0, second.exit(), second.err());
         // Nothing fetched from the store: every frame came from the tier.
-        assertTrue(second.out().contains("(0 fetched now in 0 requests, 0 already cached)"), second.out());
+        assertTrue(second.out().contains("(0 fetched now in 0 requests, 0 already cached); shared tier: 4 chunks ("),
+                second.out());
+        assertTrue(second.out().contains("read from it, 0 missed"), second.out());
         Run bad = run(new WarmCommand(), header.toString(), "--cache-dir", dir.resolve("host3").toString(), "--tier",
                 tier.toString(), "--tier-budget", "lots");
         assertEquals(2, bad.exit());

@@ -117,12 +117,16 @@ public final class FrameChunker extends AbstractChunker {
         if (tier != null && tier.read(build, i, in)) {
             CorruptFrameException bad = decode(i, in, out);
             if (bad == null) {
+                metrics.tierRead(true, in.byteSize());
                 cache.writeAt(out, frames.uncompressedOffset(i));
                 return;
             }
             // A tier file that is corrupt or truncated: ignore it, fetch from the store, replace it.
             log.warn("shared tier copy of frame {} of build {} is bad, fetching from the store: {}", i, build,
                     bad.getMessage());
+        }
+        if (tier != null) {
+            metrics.tierRead(false, 0);
         }
         long t0 = System.nanoTime();
         upstream.readFully(frames.compressedOffset(i), in.asByteBuffer());
@@ -140,9 +144,13 @@ public final class FrameChunker extends AbstractChunker {
     private void fetchRaw(int i) throws IOException {
         long off = (long) i * chunkSize;
         MemorySegment out = buffer(1, (int) Math.min(chunkSize, size - off));
-        if (tier != null && tier.read(build, i, out)) {
-            cache.writeAt(out, off);
-            return;
+        if (tier != null) {
+            boolean hit = tier.read(build, i, out);
+            metrics.tierRead(hit, hit ? out.byteSize() : 0);
+            if (hit) {
+                cache.writeAt(out, off);
+                return;
+            }
         }
         long t0 = System.nanoTime();
         upstream.readFully(off, out.asByteBuffer());
