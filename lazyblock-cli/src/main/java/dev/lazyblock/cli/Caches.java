@@ -52,7 +52,9 @@ final class Caches implements LayeredImage.CacheFactory {
         long min = floor == null ? 0 : parseSize(floor);
         ChunkTier t = new ChunkTier(dir);
         if (budget != null || floor != null) {
-            t.budget(new DiskBudget(max, min, t.dir()));
+            DiskBudget b = new DiskBudget(max, min, t.dir());
+            t.budget(b);
+            b.rescanEvery(java.time.Duration.ofMinutes(1)); // other hosts write to the tier too
         }
         return t;
     }

@@ -55,7 +55,9 @@ public final class DiskBudget {
     private final java.time.Duration leaseTtl;
     /** Guarded by {@code this}: this host's lease files, touched by {@link #refresher}. */
     private final java.util.Set<Path> leases = new java.util.HashSet<>();
+    /** Guarded by {@code this}: lease refreshing and rescans, started on first use. */
     private java.util.concurrent.ScheduledExecutorService refresher;
+    private boolean refreshing;
     public static final java.time.Duration DEFAULT_LEASE_TTL = java.time.Duration.ofMinutes(10);
     static final String LEASES = ".leases";
 
@@ -99,33 +101,7 @@ public final class DiskBudget {
             throw new IllegalStateException("this budget already governs " + this.tier.dir());
         }
         this.tier = tier;
-        List<Path> dirs;
-        try (Stream<Path> s = Files.list(tier.dir())) {
-            dirs = s.filter(Files::isDirectory).filter(d -> !d.getFileName().toString().startsWith(".")).toList();
-        }
-        List<Object[]> found = new ArrayList<>();
-        for (Path d : dirs) {
-            long bytes = 0;
-            long newest = 0;
-            try (Stream<Path> files = Files.list(d)) {
-                for (Path f : files.toList()) {
-                    try {
-                        bytes += Files.size(f);
-                        newest = Math.max(newest, Files.getLastModifiedTime(f).toMillis());
-                    } catch (NoSuchFileException gone) {
-                        // removed meanwhile (another host evicting): not ours to count
-                    }
-                }
-            }
-            found.add(new Object[] {d.getFileName().toString(), bytes, newest});
-        }
-        found.sort(Comparator.comparingLong(o -> (Long) o[2]));
-        for (Object[] o : found) {
-            Entry e = builds.computeIfAbsent((String) o[0], k -> new Entry());
-            e.bytes += (Long) o[1];
-            e.used = ++clock;
-            e.usedMillis = Math.max(e.usedMillis, (Long) o[2]);
-        }
+        rescan();
         tier.listener(new ChunkTier.TierListener() {
             @Override
             public void written(String build, Path file, long bytes) {
@@ -138,6 +114,73 @@ public final class DiskBudget {
             }
         });
         enforce();
+    }
+
+    /**
+     * Recounts the tier's files from the directory: what other hosts wrote since, what was
+     * replaced (a write over a bad file is charged again), what another host evicted. Known
+     * builds keep their recency; builds first seen here get their newest file's time. Then
+     * enforces. Called at {@link #govern} and, with {@link #rescanEvery}, periodically.
+     */
+    public synchronized void rescan() throws IOException {
+        List<Path> dirs;
+        try (Stream<Path> s = Files.list(tier.dir())) {
+            dirs = s.filter(Files::isDirectory).filter(d -> !d.getFileName().toString().startsWith(".")).toList();
+        }
+        Map<String, long[]> found = new HashMap<>();
+        for (Path d : dirs) {
+            long bytes = 0;
+            long newest = 0;
+            try (Stream<Path> files = Files.list(d)) {
+                for (Path f : files.toList()) {
+                    try {
+                        bytes += Files.size(f);
+                        newest = Math.max(newest, Files.getLastModifiedTime(f).toMillis());
+                    } catch (NoSuchFileException gone) {
+                        // removed meanwhile (another host evicting)
+                    }
+                }
+            } catch (NoSuchFileException gone) {
+                continue;
+            }
+            found.put(d.getFileName().toString(), new long[] {bytes, newest});
+        }
+        builds.entrySet().removeIf(me -> me.getValue().open == 0 && !found.containsKey(me.getKey()));
+        for (Map.Entry<String, Entry> me : builds.entrySet()) {
+            if (!found.containsKey(me.getKey())) {
+                me.getValue().bytes = 0; // open here, nothing in the tier yet
+            }
+        }
+        found.entrySet().stream().sorted(Comparator.comparingLong(me -> me.getValue()[1])).forEach(me -> {
+            Entry e = builds.get(me.getKey());
+            if (e == null) {
+                e = new Entry();
+                e.used = ++clock;
+                e.usedMillis = me.getValue()[1];
+                builds.put(me.getKey(), e);
+            }
+            e.bytes = me.getValue()[0];
+        });
+        enforce();
+    }
+
+    /** Rescans the tier every {@code period} on a daemon thread (other hosts write to it too). */
+    public synchronized void rescanEvery(java.time.Duration period) {
+        scheduler().scheduleWithFixedDelay(() -> {
+            try {
+                rescan();
+            } catch (IOException | RuntimeException e) {
+                log.warn("disk budget: rescanning {} failed: {}", tier.dir(), e.toString());
+            }
+        }, period.toMillis(), period.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+    }
+
+    private java.util.concurrent.ScheduledExecutorService scheduler() {
+        if (refresher == null) {
+            refresher = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(
+                    Thread.ofPlatform().daemon().name("lazyblock-tier-budget").factory());
+        }
+        return refresher;
     }
 
     /**
@@ -265,11 +308,10 @@ public final class DiskBudget {
             return null;
         }
         leases.add(lease);
-        if (refresher == null) {
-            refresher = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(
-                    Thread.ofPlatform().daemon().name("lazyblock-tier-leases").factory());
+        if (!refreshing) {
+            refreshing = true;
             long period = Math.max(1, leaseTtl.toMillis() / 3);
-            refresher.scheduleAtFixedRate(this::refreshLeases, period, period, java.util.concurrent.TimeUnit.MILLISECONDS);
+            scheduler().scheduleAtFixedRate(this::refreshLeases, period, period, java.util.concurrent.TimeUnit.MILLISECONDS);
         }
         return lease;
     }

@@ -312,4 +312,65 @@ class DiskBudgetTest {
             }
         }
     }
+
+    /**
+     * Stress: two hosts (tier instances with their own budgets on one directory), 6 reader
+     * threads each, each opening random images, reading random blocks (checked against the
+     * source) and closing them, while the budgets evict. Every read is right; once both hosts
+     * rescan (each sees the other's files), the disk is under the budget.
+     */
+    @Test
+    void twoHostsReadingManyImagesUnderOneBudgetStayRightAndUnderIt() throws Exception {
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        List<Published> images = publish(store, 6);
+        Path tierDir = dir.resolve("tier");
+        long max = 3L * IMAGE;
+        try (ChunkTier tierA = new ChunkTier(tierDir); ChunkTier tierB = new ChunkTier(tierDir)) {
+            DiskBudget a = new DiskBudget(max, 0, dir);
+            DiskBudget b = new DiskBudget(max, 0, dir);
+            tierA.budget(a);
+            tierB.budget(b);
+            int threads = 12;
+            AtomicReference<Throwable> failure = new AtomicReference<>();
+            List<Thread> ts = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                int id = t;
+                ChunkTier tier = t % 2 == 0 ? tierA : tierB;
+                ts.add(Thread.ofPlatform().start(() -> {
+                    Random r = new Random(id);
+                    byte[] got = new byte[B];
+                    try {
+                        for (int n = 0; n < 12; n++) {
+                            Published p = images.get(r.nextInt(images.size()));
+                            try (LayeredImage img = open(store, p, tier)) {
+                                for (int k = 0; k < 16; k++) {
+                                    int off = r.nextInt(IMAGE / B) * B;
+                                    img.readAt(MemorySegment.ofArray(got), off);
+                                    if (!java.util.Arrays.equals(got, 0, B, p.bytes(), off, off + B)) {
+                                        throw new AssertionError("wrong bytes at " + off + " of " + p.build());
+                                    }
+                                }
+                            }
+                        }
+                    } catch (Throwable e) {
+                        failure.compareAndSet(null, e);
+                    }
+                }));
+            }
+            for (Thread t : ts) {
+                t.join();
+            }
+            if (failure.get() != null) {
+                throw new AssertionError(failure.get().getMessage(), failure.get());
+            }
+            tierA.awaitWrites(30_000);
+            tierB.awaitWrites(30_000);
+            a.rescan();
+            b.rescan();
+            assertTrue(onDisk(tierDir) <= max, "the tier holds " + onDisk(tierDir) + " bytes, budget " + max);
+            assertTrue(a.evictedBuilds() + b.evictedBuilds() > 0, a + " " + b);
+            a.close();
+            b.close();
+        }
+    }
 }
