@@ -3,6 +3,8 @@ package dev.lazyblock.cli;
 import dev.lazyblock.cache.PersistentCache;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.device.LayeredImage;
+import dev.lazyblock.chunker.ChunkTier;
+import dev.lazyblock.chunker.DiskBudget;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -26,8 +28,65 @@ final class Caches implements LayeredImage.CacheFactory {
         this.persistent = persistent;
     }
 
+    /** The shared chunk tier the images read through, or null; set once before any image opens. */
+    private volatile ChunkTier tier;
+
     Path dir() {
         return dir;
+    }
+
+    ChunkTier tier() {
+        return tier;
+    }
+
+    void tier(ChunkTier t) {
+        this.tier = t;
+    }
+
+    /**
+     * Opens the shared tier at {@code dir}, under a disk budget when {@code budget} or {@code floor}
+     * is given (sizes like 20G, 512M, 4096).
+     */
+    static ChunkTier openTier(Path dir, String budget, String floor) throws IOException {
+        long max = budget == null ? Long.MAX_VALUE : parseSize(budget);
+        long min = floor == null ? 0 : parseSize(floor);
+        ChunkTier t = new ChunkTier(dir);
+        if (budget != null || floor != null) {
+            DiskBudget b = new DiskBudget(max, min, t.dir());
+            t.budget(b);
+            b.rescanEvery(java.time.Duration.ofMinutes(1)); // other hosts write to the tier too
+        }
+        return t;
+    }
+
+    /** Bytes from {@code 123}, {@code 64K}, {@code 512M}, {@code 20G}, {@code 1T} (powers of 1024). */
+    static long parseSize(String s) {
+        String t = s.trim().toUpperCase(java.util.Locale.ROOT);
+        if (t.endsWith("IB")) {
+            t = t.substring(0, t.length() - 2);
+        } else if (t.endsWith("B")) {
+            t = t.substring(0, t.length() - 1);
+        }
+        int shift = 0;
+        if (!t.isEmpty()) {
+            switch (t.charAt(t.length() - 1)) {
+                case 'K' -> shift = 10;
+                case 'M' -> shift = 20;
+                case 'G' -> shift = 30;
+                case 'T' -> shift = 40;
+                default -> { }
+            }
+        }
+        String digits = shift == 0 ? t : t.substring(0, t.length() - 1);
+        try {
+            long v = Long.parseLong(digits.trim());
+            if (v < 0 || (shift > 0 && v > (Long.MAX_VALUE >> shift))) {
+                throw new NumberFormatException();
+            }
+            return v << shift;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("expected a size like 20G, 512M or 4096, got '" + s + "'");
+        }
     }
 
     boolean persistent() {

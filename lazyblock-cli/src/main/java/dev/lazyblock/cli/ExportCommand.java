@@ -2,6 +2,9 @@ package dev.lazyblock.cli;
 
 import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayeredImage;
+import dev.lazyblock.frame.FrameCodec;
+import dev.lazyblock.frame.FrameCodecs;
+import dev.lazyblock.frame.FrameTable;
 import dev.lazyblock.upstream.ObjectStore;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -21,10 +24,11 @@ import picocli.CommandLine.Parameters;
                 "to it (diff first, header last). DEST: a directory, or s3://bucket/prefix (credentials from",
                 "the environment). Serve it with `lazyblock serve DEST/<build>.header`;",
                 "layers on top come from `serve --writable --export-layer`. Progress on a",
-                "terminal, else one summary line."},
+                "terminal, else one summary line. --compress zstd|lz4 stores the diff in",
+                "independently compressed, checksummed 2 MiB frames (header version 2)."},
         footer = {"", "Examples:",
                 "  lazyblock export rootfs.ext4 /srv/layers/vm1",
-                "  lazyblock export rootfs.ext4 s3://bucket/images/vm1",
+                "  lazyblock export rootfs.ext4 s3://bucket/images/vm1 --compress zstd",
                 "  lazyblock serve /srv/layers/vm1/<build>.header --writable --export-layer"})
 final class ExportCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "FILE", description = "The raw image file to publish.")
@@ -37,6 +41,15 @@ final class ExportCommand implements Callable<Integer> {
             description = "The layer's block size: a power of two (default ${DEFAULT-VALUE}).")
     int blockSize;
 
+    @Option(names = "--compress", paramLabel = "CODEC", defaultValue = "none",
+            description = "How the diff is stored: zstd, lz4 or none (default ${DEFAULT-VALUE}: raw, header version 1).")
+    String compress;
+
+    @Option(names = "--frame-kib", paramLabel = "KIB", defaultValue = "2048",
+            description = "With --compress: uncompressed KiB per frame, a power of two (default ${DEFAULT-VALUE}); "
+                    + "smaller frames make a miss cheaper and the ratio worse.")
+    int frameKib;
+
     @Override
     public Integer call() throws Exception {
         if (!Files.isRegularFile(file)) {
@@ -47,9 +60,22 @@ final class ExportCommand implements Callable<Integer> {
             System.err.println("lazyblock export: --block-size must be a power of two of at least 512, got " + blockSize);
             return 2;
         }
+        LayerExporter.Compression compression;
+        try {
+            compression = compression(compress, file.toAbsolutePath().getParent(), frameKib);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock export: --compress: " + e.getMessage());
+            return 2;
+        }
+        return publish("export", file, dest, blockSize, compression);
+    }
+
+    /** Publishes {@code file} as a base layer in {@code dest}; prints what it did; the exit code. */
+    static int publish(String command, Path file, String dest, int blockSize, LayerExporter.Compression compression)
+            throws java.io.IOException {
         String scheme = dest.contains("://") ? dest.substring(0, dest.indexOf("://")).toLowerCase(Locale.ROOT) : "file";
         if (scheme.equals("http") || scheme.equals("https")) {
-            System.err.println("lazyblock export: cannot write to " + scheme + "://; DEST is a directory or "
+            System.err.println("lazyblock " + command + ": cannot write to " + scheme + "://; DEST is a directory or "
                     + "s3://bucket/prefix");
             return 2;
         }
@@ -62,12 +88,45 @@ final class ExportCommand implements Callable<Integer> {
         String dir = LayeredImage.dirOf(at.key());
         try (ObjectStore store = at.store()) {
             long size = Files.size(file);
-            Progress progress = Progress.onTerminal(System.err, "export " + file.getFileName(), size);
-            LayerExporter.Layer layer = LayerExporter.publishBase(file, blockSize, store, dir, progress::add);
+            // Hashing reads the file once, compressing once more.
+            Progress progress = Progress.onTerminal(System.err, command + " " + file.getFileName(),
+                    compression.enabled() ? 2 * size : size);
+            LayerExporter.Layer layer = LayerExporter.publishBase(file, blockSize, store, dir, progress::add,
+                    compression);
             progress.finish();
-            System.out.printf("exported %s as base layer %s: %,d bytes, block %,d; header %s%n", file,
-                    layer.header().buildId(), size, blockSize, store.name() + "/" + layer.headerKey());
+            System.out.printf("exported %s as base layer %s: %,d bytes, block %,d%s; header %s%n", file,
+                    layer.header().buildId(), size, blockSize, compressionSummary(compression, layer),
+                    store.name() + "/" + layer.headerKey());
             return 0;
         }
+    }
+
+    /** The compression {@code name} asks for, staging compressed frames in the temp directory (or {@code near}). */
+    static LayerExporter.Compression compression(String name, Path near) {
+        return compression(name, near, FrameTable.DEFAULT_FRAME_SIZE >> 10);
+    }
+
+    /** {@link #compression(String, Path)} with frames of {@code frameKib} KiB (a power of two). */
+    static LayerExporter.Compression compression(String name, Path near, int frameKib) {
+        FrameCodec codec = FrameCodecs.byName(name);
+        long frame = (long) frameKib << 10;
+        if (frameKib <= 0 || Long.bitCount(frame) != 1 || frame > FrameTable.MAX_FRAME_SIZE || frame < 4096) {
+            throw new IllegalArgumentException("--frame-kib must be a power of two from 4 to "
+                    + (FrameTable.MAX_FRAME_SIZE >> 10) + ", got " + frameKib);
+        }
+        Path scratch = Path.of(System.getProperty("java.io.tmpdir"));
+        if (!Files.isWritable(scratch) && near != null) {
+            scratch = near;
+        }
+        LayerExporter.Compression c = LayerExporter.Compression.of(codec, scratch);
+        return c.enabled() ? new LayerExporter.Compression(c.codec(), (int) frame, c.threads(), scratch) : c;
+    }
+
+    static String compressionSummary(LayerExporter.Compression c, LayerExporter.Layer layer) {
+        if (!c.enabled()) {
+            return "";
+        }
+        return String.format(", %s: %,d bytes stored (%.1f%%)", c.codec().name(), layer.storedBytes(),
+                layer.diffBytes() == 0 ? 100.0 : 100.0 * layer.storedBytes() / layer.diffBytes());
     }
 }

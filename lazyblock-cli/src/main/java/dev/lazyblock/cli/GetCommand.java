@@ -25,15 +25,31 @@ import picocli.CommandLine.Parameters;
  */
 @Command(name = "get", mixinStandardHelpOptions = true,
         description = {"Materializes an image (path, https or s3 URL) into a local file, fetching chunks in",
-                "parallel; an interrupted get resumes where it stopped. Shows progress on a terminal."},
+                "parallel; an interrupted get resumes where it stopped. Shows progress on a terminal.",
+                "With --compress zstd|lz4, OUT is a layer destination (a directory or",
+                "s3://bucket/prefix) and the image is published there as a compressed base layer."},
         footer = {"", "Examples:", "  lazyblock get https://example.com/rootfs.ext4 rootfs.ext4",
-                "  lazyblock get s3://bucket/images/mem.img mem.img --parallel 16"})
+                "  lazyblock get s3://bucket/images/mem.img mem.img --parallel 16",
+                "  lazyblock get https://example.com/rootfs.ext4 s3://bucket/images/vm1 --compress zstd"})
 final class GetCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "IMAGE", description = "Path or URL of the image.")
     String image;
 
-    @Parameters(index = "1", paramLabel = "OUT", description = "The file to write.")
+    @Parameters(index = "1", paramLabel = "OUT", description = "The file to write (with --compress: a directory "
+            + "or s3://bucket/prefix to publish a layer in).")
+    String target;
+
+    /** Where the image is downloaded: OUT, or with --compress a scratch file. */
     Path out;
+
+    @Option(names = "--compress", paramLabel = "CODEC", defaultValue = "none",
+            description = "none (default): OUT is the raw image. zstd or lz4: publish the image in OUT as a base layer "
+                    + "stored in compressed 2 MiB frames.")
+    String compress;
+
+    @Option(names = "--block-size", paramLabel = "BYTES", defaultValue = "4096",
+            description = "With --compress: the layer's block size (default ${DEFAULT-VALUE}).")
+    int blockSize;
 
     @Option(names = "--parallel", defaultValue = "8", description = "Chunks in flight (default ${DEFAULT-VALUE}).")
     int parallel;
@@ -50,6 +66,32 @@ final class GetCommand implements Callable<Integer> {
             System.err.println("lazyblock get: --parallel and --chunk-mib must be at least 1");
             return 2;
         }
+        dev.lazyblock.device.LayerExporter.Compression compression;
+        try {
+            compression = ExportCommand.compression(compress, null);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock get: --compress: " + e.getMessage());
+            return 2;
+        }
+        if (!compression.enabled()) {
+            out = Path.of(target);
+            return download();
+        }
+        // Download to scratch (resumable there), then publish compressed; the raw copy goes.
+        Path scratch = compression.scratch().resolve("lazyblock-get-" + Integer.toHexString(image.hashCode()) + ".raw");
+        out = scratch;
+        int code = download();
+        if (code != 0) {
+            return code;
+        }
+        try {
+            return ExportCommand.publish("get", scratch, target, blockSize, compression);
+        } finally {
+            Files.deleteIfExists(scratch);
+        }
+    }
+
+    private int download() throws Exception {
         long chunk = (long) chunkMib << 20;
         Path state = out.resolveSibling(out.getFileName() + ".lazyblock-get");
         try (Upstream up = Upstreams.open(image)) {

@@ -4,6 +4,8 @@ import dev.lazyblock.device.LayerHeader;
 import dev.lazyblock.device.LayerHeader.Build;
 import dev.lazyblock.device.LayerHeader.Mapping;
 import dev.lazyblock.device.LayeredImage;
+import dev.lazyblock.frame.FrameCodecs;
+import dev.lazyblock.frame.FrameTable;
 import java.util.HexFormat;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -13,7 +15,8 @@ import picocli.CommandLine.Parameters;
 /** Prints a layer header: identity, builds, and what each range of the image maps to. */
 @Command(name = "inspect", mixinStandardHelpOptions = true,
         description = {"Prints a layered image's header: its build and parent, the builds it references",
-                "(size, SHA-256, bytes mapped), and its mappings (range -> build + offset, or zeros)."},
+                "(size, stored size and compression ratio, SHA-256, bytes mapped), and its",
+                "mappings (range -> build + offset, or zeros)."},
         footer = {"", "Examples:", "  lazyblock inspect images/vm1/3f2c...header",
                 "  lazyblock inspect s3://bucket/images/vm1/3f2c...header --mappings 20"})
 final class InspectCommand implements Callable<Integer> {
@@ -51,13 +54,33 @@ final class InspectCommand implements Callable<Integer> {
                 mapped[m.build()] += m.length();
             }
         }
-        System.out.printf("%n  %-36s %15s %15s  %s%n", "build", "diff bytes", "bytes mapped", "sha-256");
+        System.out.printf("  header     version %d%n", h.version());
+        System.out.printf("%n  %-36s %15s %15s %15s %-28s  %s%n", "build", "diff bytes", "stored bytes", "bytes mapped",
+                "compression", "sha-256");
+        long raw = 0;
+        long stored = 0;
         for (int i = 0; i < h.builds().size(); i++) {
             Build b = h.builds().get(i);
-            System.out.printf("  %-36s %,15d %,15d  %s%s%n", b.id(), b.size(), mapped[i],
+            raw += b.size();
+            stored += b.storedSize();
+            String how = "none";
+            if (b.compressed()) {
+                FrameTable t = b.frames();
+                String codec;
+                try {
+                    codec = FrameCodecs.byId(t.codec()).name();
+                } catch (IllegalArgumentException e) {
+                    codec = "codec " + t.codec();
+                }
+                how = String.format("%s %.2fx, %,d x %d KiB", codec, ratio(b.size(), b.storedSize()), t.frames(),
+                        t.frameSize() >> 10);
+            }
+            System.out.printf("  %-36s %,15d %,15d %,15d %-28s  %s%s%n", b.id(), b.size(), b.storedSize(), mapped[i], how,
                     HexFormat.of().formatHex(b.sha256()), b.id().equals(h.buildId()) ? "  (this layer)" : "");
         }
-        System.out.printf("  %-36s %15s %,15d%n", "zeros (stored nowhere)", "", zeros);
+        System.out.printf("  %-36s %15s %15s %,15d%n", "zeros (stored nowhere)", "", "", zeros);
+        System.out.printf("  %-36s %,15d %,15d %15s ratio %.2fx (%.1f%% of the diff bytes stored)%n", "all builds", raw,
+                stored, "", ratio(raw, stored), raw == 0 ? 100.0 : 100.0 * stored / raw);
         int n = mappings < 0 ? h.mappings().size() : Math.min(mappings, h.mappings().size());
         System.out.printf("%n  %,d mappings%s:%n", h.mappings().size(), n < h.mappings().size() ? ", the first " + n : "");
         for (int i = 0; i < n; i++) {
@@ -66,5 +89,9 @@ final class InspectCommand implements Callable<Integer> {
                     : h.builds().get(m.build()).id() + " @ " + String.format("%,d", m.buildOffset()));
         }
         return 0;
+    }
+
+    private static double ratio(long raw, long stored) {
+        return stored == 0 ? 1.0 : (double) raw / stored;
     }
 }

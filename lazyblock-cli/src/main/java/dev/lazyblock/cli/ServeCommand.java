@@ -1,6 +1,7 @@
 package dev.lazyblock.cli;
 
 import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.chunker.ChunkTier;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
@@ -138,6 +139,24 @@ final class ServeCommand implements Callable<Integer> {
         stop.countDown();
     }
 
+    @Option(names = "--compress", paramLabel = "CODEC", defaultValue = "none",
+            description = "With --export-layer: store the new layer's diff as zstd or lz4 frames (default ${DEFAULT-VALUE}).")
+    String compress;
+
+    @Option(names = "--tier", paramLabel = "DIR",
+            description = "A chunk cache shared by hosts (an NFS directory): misses read it before the store, "
+                    + "fetched chunks are written to it in the background.")
+    Path tierDir;
+
+    @Option(names = "--tier-budget", paramLabel = "SIZE",
+            description = "With --tier: bytes the tier and this host's open caches may use together (e.g. 200G); "
+                    + "least recently used builds are evicted, never an open one.")
+    String tierBudget;
+
+    @Option(names = "--tier-floor", paramLabel = "SIZE",
+            description = "With --tier: free space to keep on the tier's file system (e.g. 10G).")
+    String tierFloor;
+
     @Override
     public Integer call() throws Exception {
         PrintStream out = System.out;
@@ -155,6 +174,12 @@ final class ServeCommand implements Callable<Integer> {
             NbdExport.validateName(name);
         } catch (IllegalArgumentException e) {
             System.err.println("lazyblock serve: " + e.getMessage() + " (choose one with --export)");
+            return 2;
+        }
+        try {
+            ExportCommand.compression(compress, null);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock serve: --compress: " + e.getMessage());
             return 2;
         }
         if (exportLayer && !writable) {
@@ -180,6 +205,19 @@ final class ServeCommand implements Callable<Integer> {
                 !ownDir);
         CountingMetrics metrics = new CountingMetrics();
         List<AutoCloseable> closeLast = new ArrayList<>();
+        if (tierDir != null) {
+            try {
+                ChunkTier tier = Caches.openTier(tierDir, tierBudget, tierFloor);
+                caches.tier(tier);
+                closeLast.add(tier); // closed after the images: waits for its queued writes
+                if (tier.budget() != null && caches.persistent()) {
+                    tier.budget().governCaches(caches.dir()); // kept caches share the budget
+                }
+            } catch (IllegalArgumentException e) {
+                System.err.println("lazyblock serve: --tier-budget/--tier-floor: " + e.getMessage());
+                return 2;
+            }
+        }
         Metrics reported = metrics;
         if (metricsListen != null) {
             InetSocketAddress at;
@@ -269,12 +307,14 @@ final class ServeCommand implements Callable<Integer> {
             if (exportLayer) {
                 LayeredImage parent = (LayeredImage) src.device();
                 Progress progress = Progress.onTerminal(System.err, "export layer", LayerExporter.writtenBytes(overlay));
+                LayerExporter.Compression compression = ExportCommand.compression(compress, caches.dir());
                 LayerExporter.Layer layer = LayerExporter.export(overlay, parent.header(), src.layer().store(),
-                        LayeredImage.dirOf(src.layer().key()), caches.dir(), progress::add);
+                        LayeredImage.dirOf(src.layer().key()), caches.dir(), progress::add, compression);
                 progress.finish();
-                out.printf("exported layer %s: %,d blocks stored (%,d bytes), %,d zero, %,d unchanged; header %s%n",
-                        layer.header().buildId(), layer.storedBlocks(), layer.diffBytes(), layer.zeroBlocks(),
-                        layer.unchangedBlocks(), src.layer().store().name() + "/" + layer.headerKey());
+                out.printf("exported layer %s: %,d blocks stored (%,d bytes%s), %,d zero, %,d unchanged; header %s%n",
+                        layer.header().buildId(), layer.storedBlocks(), layer.diffBytes(),
+                        compression.enabled() ? String.format(", %,d %s", layer.storedBytes(), compress) : "",
+                        layer.zeroBlocks(), layer.unchangedBlocks(), src.layer().store().name() + "/" + layer.headerKey());
             }
             out.flush();
             return 0;
@@ -312,7 +352,7 @@ final class ServeCommand implements Callable<Integer> {
         if (header) {
             StoreAndKey sk = storeOf(image);
             closeLast.add(sk.store());
-            LayeredImage li = LayeredImage.open(sk.store(), sk.key(), kind, options, caches);
+            LayeredImage li = LayeredImage.open(sk.store(), sk.key(), kind, options, caches, caches.tier());
             closeLast.addFirst(li);
             List<Chunker> chunkers = li.chunkers().stream().filter(c -> c != null).toList();
             return new Source(li, "layered image " + li.header().buildId() + " (" + li.header().builds().size()

@@ -1,6 +1,7 @@
 package dev.lazyblock.cli;
 
 import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.chunker.ChunkTier;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
@@ -53,6 +54,20 @@ final class WarmCommand implements Callable<Integer> {
     @Option(names = "--layered", description = "IMAGE is a layered image's header, whatever its name.")
     boolean layered;
 
+    @Option(names = "--tier", paramLabel = "DIR",
+            description = "A chunk cache shared by hosts (an NFS directory): misses read it before the store, "
+                    + "fetched chunks are written to it in the background.")
+    Path tierDir;
+
+    @Option(names = "--tier-budget", paramLabel = "SIZE",
+            description = "With --tier: bytes the tier and this host's open caches may use together (e.g. 200G); "
+                    + "least recently used builds are evicted, never an open one.")
+    String tierBudget;
+
+    @Option(names = "--tier-floor", paramLabel = "SIZE",
+            description = "With --tier: free space to keep on the tier's file system (e.g. 10G).")
+    String tierFloor;
+
     @Override
     public Integer call() throws Exception {
         ChunkerKind kind;
@@ -75,6 +90,19 @@ final class WarmCommand implements Callable<Integer> {
         CountingMetrics metrics = new CountingMetrics();
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics);
         List<AutoCloseable> closeLast = new ArrayList<>();
+        if (tierDir != null) {
+            try {
+                ChunkTier tier = Caches.openTier(tierDir, tierBudget, tierFloor);
+                caches.tier(tier);
+                closeLast.add(tier); // closed after the images: waits for its queued writes
+                if (tier.budget() != null && caches.persistent()) {
+                    tier.budget().governCaches(caches.dir()); // kept caches share the budget
+                }
+            } catch (IllegalArgumentException e) {
+                System.err.println("lazyblock warm: --tier-budget/--tier-floor: " + e.getMessage());
+                return 2;
+            }
+        }
         IOException failure = null;
         String description;
         long total = 0;
@@ -146,8 +174,10 @@ final class WarmCommand implements Callable<Integer> {
             System.err.println("lazyblock warm: " + failure.getMessage() + "; what was fetched is kept, rerun to go on");
             return 1;
         }
-        System.out.printf("warmed %s: %,d bytes in %s (%,d fetched now in %,d requests, %,d already cached)%n",
-                description, total, cacheDir, m.remoteBytes(), m.remoteRequests(), already);
+        System.out.printf("warmed %s: %,d bytes in %s (%,d fetched now in %,d requests, %,d already cached)%s%n",
+                description, total, cacheDir, m.remoteBytes(), m.remoteRequests(), already, tierDir == null ? ""
+                        : String.format("; shared tier: %,d chunks (%,d bytes) read from it, %,d missed", m.tierHits(),
+                        m.tierHitBytes(), m.tierMisses()));
         return 0;
     }
 

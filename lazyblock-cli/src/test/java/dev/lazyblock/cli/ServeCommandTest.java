@@ -180,6 +180,44 @@ class ServeCommandTest {
         }
     }
 
+    /**
+     * A zstd base layer served over NBD through a shared tier, written by qemu-io, exported at
+     * stop as an LZ4 layer: the new layer is header version 2 with the new build compressed, and
+     * reads back as the base with the write in it; the tier holds the frames the server fetched.
+     */
+    @Test
+    void aCompressedLayerServedThroughATierExportsACompressedLayer() throws Exception {
+        Path raw = Files.write(dir.resolve("base.raw"), ExportCommandTest.compressible(6, 2 * (4 << 20)));
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        LayerExporter.Layer base = LayerExporter.publishBase(raw, 4096, store, "images/vm3", n -> { },
+                ExportCommand.compression("zstd", dir));
+        Path header = dir.resolve("store").resolve(base.headerKey());
+        Path tier = dir.resolve("tier");
+        Running s = new Running(header.toString(), "--writable", "--export-layer", "--compress", "lz4", "--export", "vm3",
+                "--listen", "127.0.0.1:0", "--cache-dir", dir.resolve("c3").toString(), "--tier", tier.toString());
+        String uri = s.uri("vm3");
+        ClientTools.run("qemu-io", "-f", "raw", "-c", "write -P 0x7e 4190000 9000", uri);
+        String out = s.stop();
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile(
+                "exported layer \\S+: 4 blocks stored \\(16,384 bytes, [\\d,]+ lz4\\).* header (\\S+)").matcher(out);
+        assertTrue(m.find(), out);
+        Path exported = Path.of(m.group(1));
+        try (var next = dev.lazyblock.device.LayeredImage.open(new DirectoryStore(exported.getParent()),
+                exported.getFileName().toString(), dir, dev.lazyblock.chunker.ChunkerKind.STREAMING,
+                dev.lazyblock.chunker.ChunkerOptions.DEFAULTS)) {
+            assertEquals(2, next.header().version());
+            assertTrue(next.header().builds().getLast().compressed() && next.header().builds().getFirst().compressed());
+            byte[] want = Files.readAllBytes(raw);
+            java.util.Arrays.fill(want, 4190000, 4190000 + 9000, (byte) 0x7e);
+            byte[] got = new byte[want.length];
+            next.readAt(got, 0, got.length, 0);
+            assertEquals(-1, java.util.Arrays.mismatch(want, got));
+        }
+        try (var frames = Files.list(tier.resolve(base.header().buildId().toString()))) {
+            assertTrue(frames.count() >= 2, "the frames under the write (and those export compared) are in the tier");
+        }
+    }
+
     @Test
     void exportLayerNeedsAWritableLayeredImage() throws Exception {
         Path raw = randomFile("plain.raw", 1 << 20, 6);

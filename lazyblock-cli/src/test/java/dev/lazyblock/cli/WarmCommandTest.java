@@ -95,4 +95,37 @@ class WarmCommandTest {
         assertEquals(2, r.exit());
         assertTrue(r.err().contains("needs --cache-dir DIR"), r.err());
     }
+
+    /**
+     * warm --tier: the first host's warm fills the shared tier; a second host (another cache
+     * directory) warms the same compressed image from the tier with no request to the store.
+     */
+    @Test
+    void aSecondHostWarmsFromTheSharedTierWithoutStoreRequests() throws Exception {
+        Path raw = Files.write(dir.resolve("text.raw"), ExportCommandTest.compressible(23, 3 * (2 << 20) + 4096));
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        LayerExporter.Layer base = LayerExporter.publishBase(raw, 4096, store, "vm", n -> { },
+                ExportCommand.compression("zstd", dir));
+        Path header = dir.resolve("store").resolve(base.headerKey());
+        Path tier = dir.resolve("tier");
+        Run first = run(new WarmCommand(), header.toString(), "--cache-dir", dir.resolve("host1").toString(), "--tier",
+                tier.toString(), "--tier-budget", "1G", "--tier-floor", "0");
+        assertEquals(0, first.exit(), first.err());
+        assertTrue(first.out().contains("fetched now in 4 requests"), first.out()); // 4 frames of 2 MiB
+        assertTrue(first.out().contains("shared tier: 0 chunks (0 bytes) read from it, 4 missed"), first.out());
+        try (var files = Files.list(tier.resolve(base.header().buildId().toString()))) {
+            assertEquals(4, files.count());
+        }
+        Run second = run(new WarmCommand(), header.toString(), "--cache-dir", dir.resolve("host2").toString(), "--tier",
+                tier.toString());
+        assertEquals(0, second.exit(), second.err());
+        // Nothing fetched from the store: every frame came from the tier.
+        assertTrue(second.out().contains("(0 fetched now in 0 requests, 0 already cached); shared tier: 4 chunks ("),
+                second.out());
+        assertTrue(second.out().contains("read from it, 0 missed"), second.out());
+        Run bad = run(new WarmCommand(), header.toString(), "--cache-dir", dir.resolve("host3").toString(), "--tier",
+                tier.toString(), "--tier-budget", "lots");
+        assertEquals(2, bad.exit());
+        assertTrue(bad.err().contains("expected a size like 20G"), bad.err());
+    }
 }

@@ -185,6 +185,11 @@ public final class SparseCache implements AutoCloseable {
         }
     }
 
+    /** The cache's file (its path when created or adopted; the file itself may be unlinked). */
+    public String name() {
+        return name;
+    }
+
     public long size() {
         return size;
     }
@@ -687,8 +692,11 @@ public final class SparseCache implements AutoCloseable {
      * asynchronous exception, at the thread's next safepoint poll, which may come after the try
      * block has ended (seen here: it escaped readAt). One fstat per copy (a few hundred ns)
      * turns the common case, a file truncated before the read, into this cache's clear error.
+     * Public for readers that copy out of a {@link #sliceDirect} view themselves (chunkers).
+     *
+     * @throws UncheckedIOException wrapping the cache's failure
      */
-    private void checkFileBeforeCopy() {
+    public void checkFileBeforeCopy() {
         try {
             if (failure != null) {
                 throwIfFailed();

@@ -73,11 +73,16 @@ abstract class AbstractChunker implements Chunker {
     final ConcurrentHashMap<Long, Session> sessions = new ConcurrentHashMap<>();
 
     AbstractChunker(Upstream upstream, SparseCache cache, ChunkerOptions options) throws IOException {
+        this(upstream, upstream.size(), cache, options);
+    }
+
+    /** An image of {@code size} bytes whose stored form is {@code upstream} (compressed frames, for one). */
+    AbstractChunker(Upstream upstream, long size, SparseCache cache, ChunkerOptions options) {
         this.upstream = Objects.requireNonNull(upstream, "upstream");
         this.cache = Objects.requireNonNull(cache, "cache");
         this.options = Objects.requireNonNull(options, "options");
         this.metrics = options.metrics();
-        this.size = upstream.size();
+        this.size = size;
         this.chunkSize = options.chunkSize();
         this.blockSize = cache.blockSize();
         if (cache.size() != size) {
@@ -90,7 +95,7 @@ abstract class AbstractChunker implements Chunker {
         }
     }
 
-    private static MemorySegment staging(long len) {
+    static MemorySegment staging(long len) {
         MemorySegment[] holder = STAGING.get();
         if (holder[0] == null || holder[0].byteSize() < len) {
             holder[0] = Arena.ofAuto().allocate(len, 4096);
@@ -179,6 +184,7 @@ abstract class AbstractChunker implements Chunker {
     @Override
     public final long readAt(MemorySegment dst, long off) throws IOException {
         MemorySegment src = slice(off, dst.byteSize());
+        checkBeforeCopy();
         try {
             MemorySegment.copy(src, 0, dst, 0, src.byteSize());
         } catch (InternalError e) {
@@ -192,12 +198,26 @@ abstract class AbstractChunker implements Chunker {
     public final int readAt(byte[] dst, int dstOff, int len, long off) throws IOException {
         Objects.checkFromIndexSize(dstOff, len, dst.length);
         MemorySegment src = slice(off, len);
+        checkBeforeCopy();
         try {
             MemorySegment.copy(src, ValueLayout.JAVA_BYTE, 0, dst, dstOff, (int) src.byteSize());
         } catch (InternalError e) {
             throw cache.fault("reading", off, src.byteSize(), e);
         }
         return (int) src.byteSize();
+    }
+
+    /**
+     * The cache's size check before a copy out of the mapping: the catch of InternalError around
+     * the copy alone can miss a SIGBUS, which HotSpot may deliver after the try block has ended
+     * (see {@link SparseCache#checkFileBeforeCopy}).
+     */
+    private void checkBeforeCopy() throws IOException {
+        try {
+            cache.checkFileBeforeCopy();
+        } catch (UncheckedIOException e) {
+            throw e.getCause();
+        }
     }
 
     /** Joins (or starts) the fetch of every chunk under {@code [from, to)}, then waits for them. */

@@ -214,6 +214,9 @@ abstract class Session {
         if (t instanceof FetchTimeoutException) {
             return timeoutForReader();
         }
+        if (t instanceof dev.lazyblock.frame.CorruptFrameException c) {
+            return new dev.lazyblock.frame.CorruptFrameException(c);
+        }
         if (t instanceof CacheClosedException c) {
             throw new CacheClosedException(c.getMessage(), c);
         }

@@ -5,6 +5,10 @@ import dev.lazyblock.cache.PresenceBitmap;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.device.LayerHeader.Build;
 import dev.lazyblock.device.LayerHeader.Mapping;
+import dev.lazyblock.frame.FrameCodec;
+import dev.lazyblock.frame.FrameCodecs;
+import dev.lazyblock.frame.FrameTable;
+import dev.lazyblock.frame.FrameWriter;
 import dev.lazyblock.upstream.ObjectStore;
 import java.io.IOException;
 import java.io.InputStream;
@@ -39,7 +43,38 @@ public final class LayerExporter {
 
     /** What an export produced. */
     public record Layer(LayerHeader header, String headerKey, String diffKey, long diffBytes, long headerBytes,
-                        long dirtyBlocks, long storedBlocks, long zeroBlocks, long unchangedBlocks) {}
+                        long dirtyBlocks, long storedBlocks, long zeroBlocks, long unchangedBlocks) {
+        /** Bytes of the new build's diff object in the store: {@link #diffBytes} unless compressed. */
+        public long storedBytes() {
+            for (Build b : header.builds()) {
+                if (b.id().equals(header.buildId())) {
+                    return b.storedSize();
+                }
+            }
+            return 0;
+        }
+    }
+
+    /**
+     * How a new build's diff is stored: raw ({@link #NONE}: header version 1, as before) or in
+     * frames of {@code frameSize} uncompressed bytes compressed with {@code codec}, by
+     * {@code threads} threads, staged in {@code scratch}.
+     */
+    public record Compression(FrameCodec codec, int frameSize, int threads, Path scratch) {
+        public static final Compression NONE = new Compression(null, 0, 0, null);
+
+        public static Compression of(FrameCodec codec, Path scratch) {
+            if (codec == null || codec == FrameCodecs.NONE) {
+                return NONE;
+            }
+            return new Compression(codec, FrameTable.DEFAULT_FRAME_SIZE,
+                    Math.max(1, Runtime.getRuntime().availableProcessors()), scratch);
+        }
+
+        public boolean enabled() {
+            return codec != null;
+        }
+    }
 
     /**
      * Publishes a raw image file as a base layer: the file becomes build {@code id}'s diff and a
@@ -52,14 +87,44 @@ public final class LayerExporter {
     /** {@link #publishBase(Path, int, ObjectStore, String)}, telling {@code hashed} the bytes hashed as it goes. */
     public static Layer publishBase(Path rawImage, int blockSize, ObjectStore store, String dir, LongConsumer hashed)
             throws IOException {
+        return publishBase(rawImage, blockSize, store, dir, hashed, Compression.NONE);
+    }
+
+    /**
+     * {@link #publishBase(Path, int, ObjectStore, String, LongConsumer)}, the diff stored as
+     * {@code compression} says ({@code hashed} then also hears the bytes compressed).
+     */
+    public static Layer publishBase(Path rawImage, int blockSize, ObjectStore store, String dir, LongConsumer hashed,
+                                    Compression compression) throws IOException {
         UUID id = UUID.randomUUID();
         long size = Files.size(rawImage);
-        LayerHeader header = LayerHeader.base(id, size, blockSize, sha256(rawImage, hashed));
+        byte[] sha = sha256(rawImage, hashed);
         String diffKey = LayeredImage.diffKey(dir, id);
         String headerKey = LayeredImage.headerKey(dir, id);
-        upload(store, diffKey, rawImage, headerKey, header);
         long blocks = (size + blockSize - 1) / blockSize;
-        return new Layer(header, headerKey, diffKey, size, header.toBytes().length, blocks, blocks, 0, 0);
+        if (!compression.enabled() || size == 0) {
+            LayerHeader header = LayerHeader.base(id, size, blockSize, sha);
+            upload(store, diffKey, rawImage, headerKey, header);
+            return new Layer(header, headerKey, diffKey, size, header.toBytes().length, blocks, blocks, 0, 0);
+        }
+        Path framed = Files.createTempFile(compression.scratch(), id + "-", ".frames");
+        try {
+            Build build = new Build(id, size, sha, compress(rawImage, framed, compression, hashed));
+            LayerHeader header = new LayerHeader(size, blockSize, id, LayerHeader.NO_PARENT, 0, List.of(build),
+                    List.of(new Mapping(0, size, 0, 0)));
+            upload(store, diffKey, framed, headerKey, header);
+            return new Layer(header, headerKey, diffKey, size, header.toBytes().length, blocks, blocks, 0, 0);
+        } finally {
+            Files.deleteIfExists(framed);
+        }
+    }
+
+    private static FrameTable compress(Path raw, Path framed, Compression c, LongConsumer progress) throws IOException {
+        Files.delete(framed); // FrameWriter creates it new
+        FrameTable t = FrameWriter.compress(raw, framed, c.codec(), c.frameSize(), c.threads(), progress);
+        log.info("compressed {} with {} in frames of {}: {} -> {} bytes ({}%)", raw.getFileName(), c.codec().name(),
+                c.frameSize(), t.size(), t.compressedSize(), t.size() == 0 ? 100 : 100 * t.compressedSize() / t.size());
+        return t;
     }
 
     /**
@@ -79,6 +144,12 @@ public final class LayerExporter {
      */
     public static Layer export(Overlay overlay, LayerHeader parent, ObjectStore store, String dir, Path scratch,
                                LongConsumer compared) throws IOException {
+        return export(overlay, parent, store, dir, scratch, compared, Compression.NONE);
+    }
+
+    /** {@link #export(Overlay, LayerHeader, ObjectStore, String, Path, LongConsumer)}, the diff stored as {@code compression} says. */
+    public static Layer export(Overlay overlay, LayerHeader parent, ObjectStore store, String dir, Path scratch,
+                               LongConsumer compared, Compression compression) throws IOException {
         if (overlay.size() != parent.imageSize() || overlay.blockSize() != parent.blockSize()) {
             throw new IllegalArgumentException("overlay (" + overlay.size() + " bytes, block " + overlay.blockSize()
                     + ") does not sit on this parent (" + parent.imageSize() + " bytes, block " + parent.blockSize() + ")");
@@ -87,15 +158,23 @@ public final class LayerExporter {
         BitSet unchanged = unchangedBlocks(overlay, compared);
         UUID id = UUID.randomUUID();
         Path diff = Files.createTempFile(scratch, id + "-", ".diff");
+        Path framed = null;
         try {
             DiffMetadata meta = cache.exportToDiff(diff, false, unchanged);
             List<Mapping> overrides = overrides(meta, overlay.size());
             long stored = meta.storedBlocks();
-            Build build = new Build(id, meta.diffBytes(), sha256(diff));
+            FrameTable frames = null;
+            Path upload = diff;
+            if (compression.enabled() && stored > 0) {
+                framed = Files.createTempFile(scratch, id + "-", ".frames");
+                frames = compress(diff, framed, compression, NO_PROGRESS);
+                upload = framed;
+            }
+            Build build = new Build(id, meta.diffBytes(), sha256(diff), frames);
             LayerHeader header = merge(parent, id, build, overrides);
             String diffKey = LayeredImage.diffKey(dir, id);
             String headerKey = LayeredImage.headerKey(dir, id);
-            upload(store, stored > 0 ? diffKey : null, diff, headerKey, header);
+            upload(store, stored > 0 ? diffKey : null, upload, headerKey, header);
             Layer layer = new Layer(header, headerKey, stored > 0 ? diffKey : null, meta.diffBytes(),
                     header.toBytes().length, meta.dirty().cardinality(), stored, meta.empty().cardinality(),
                     unchanged.cardinality());
@@ -106,6 +185,9 @@ public final class LayerExporter {
             return layer;
         } finally {
             Files.deleteIfExists(diff);
+            if (framed != null) {
+                Files.deleteIfExists(framed);
+            }
         }
     }
 

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.UUID;
 import java.util.zip.CRC32C;
+import dev.lazyblock.frame.FrameTable;
 
 /**
  * The header of a layered image: which build holds each block range of the image.
@@ -33,6 +34,18 @@ import java.util.zip.CRC32C;
  *                reserved (3), build index u32, offset in the build u64  = 32 bytes each
  * end  CRC-32C of everything before it, u32
  * </pre>
+ * Version 2 is version 1 with frame tables (compressed builds) between the mappings and the
+ * checksum; it is written only when some build is compressed, so uncompressed layers stay
+ * version 1 byte for byte, and both versions parse:
+ * <pre>
+ *      per build, in build order:
+ *        codec id u16 (0 = stored raw, no table), reserved u16, frame size u32, frame count u32
+ *        per frame: uncompressed offset u64, compressed offset u64, uncompressed size u32,
+ *                   compressed size u32, CRC-32C of the compressed bytes u32,
+ *                   CRC-32C of the uncompressed bytes u32                        = 32 bytes each
+ * </pre>
+ * A compressed build's size is its uncompressed size (mappings address uncompressed bytes, and
+ * its SHA-256 is of them); its diff object is the frames back to back ({@link Build#storedSize}).
  * Parsing checks every field and says which one is wrong and why; a header that parses is one
  * a reader can follow without another check.
  */
@@ -40,6 +53,10 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
                           List<Build> builds, List<Mapping> mappings) {
 
     public static final int VERSION = 1;
+    /** With frame tables: written only when a build is compressed. */
+    public static final int VERSION_FRAMES = 2;
+    private static final int FRAME_TABLE_BYTES = 12;
+    private static final int FRAME_BYTES = 32;
     private static final byte[] MAGIC = {'L', 'Z', 'B', 'L', 'K', 'H', 'D', 'R'};
     private static final int FIXED = 80;
     private static final int BUILD_BYTES = 56;
@@ -48,14 +65,35 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
     public static final int MAX_ENTRIES = 1 << 24;
     public static final UUID NO_PARENT = new UUID(0, 0);
 
-    /** A diff object: its id names it in the store, its size and digest check it. */
-    public record Build(UUID id, long size, byte[] sha256) {
+    /**
+     * A diff object: its id names it in the store, its (uncompressed) size and digest check it;
+     * {@code frames} is null for a diff stored raw, else where its compressed frames lie.
+     */
+    public record Build(UUID id, long size, byte[] sha256, FrameTable frames) {
         public Build {
             Objects.requireNonNull(id, "id");
             if (sha256.length != 32) {
                 throw new IllegalArgumentException("SHA-256 must be 32 bytes, got " + sha256.length);
             }
             sha256 = sha256.clone();
+            if (frames != null && frames.size() != size) {
+                throw new IllegalArgumentException("build " + id + " has " + size + " bytes, its frame table covers "
+                        + frames.size());
+            }
+        }
+
+        /** A build stored raw. */
+        public Build(UUID id, long size, byte[] sha256) {
+            this(id, size, sha256, null);
+        }
+
+        public boolean compressed() {
+            return frames != null;
+        }
+
+        /** The diff object's size in the store. */
+        public long storedSize() {
+            return frames == null ? size : frames.compressedSize();
         }
 
         @Override
@@ -65,7 +103,8 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
 
         @Override
         public boolean equals(Object o) {
-            return o instanceof Build b && id.equals(b.id) && size == b.size && java.util.Arrays.equals(sha256, b.sha256);
+            return o instanceof Build b && id.equals(b.id) && size == b.size && java.util.Arrays.equals(sha256, b.sha256)
+                    && Objects.equals(frames, b.frames);
         }
 
         @Override
@@ -75,7 +114,8 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
 
         @Override
         public String toString() {
-            return "Build[" + id + ", " + size + " bytes, sha256 " + HexFormat.of().formatHex(sha256) + "]";
+            return "Build[" + id + ", " + size + " bytes, sha256 " + HexFormat.of().formatHex(sha256)
+                    + (frames == null ? "" : ", " + frames) + "]";
         }
     }
 
@@ -208,10 +248,26 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
 
     // ------------------------------------------------------------------ binary form
 
+    /** The version {@link #toBytes} writes: 2 if any build is compressed, else 1. */
+    public int version() {
+        return builds.stream().anyMatch(Build::compressed) ? VERSION_FRAMES : VERSION;
+    }
+
     public byte[] toBytes() {
-        int length = FIXED + builds.size() * BUILD_BYTES + mappings.size() * MAPPING_BYTES + 4;
+        int version = version();
+        long tables = 0;
+        if (version == VERSION_FRAMES) {
+            for (Build build : builds) {
+                tables += FRAME_TABLE_BYTES + (build.compressed() ? (long) build.frames().frames() * FRAME_BYTES : 0);
+            }
+        }
+        long total = FIXED + (long) builds.size() * BUILD_BYTES + (long) mappings.size() * MAPPING_BYTES + tables + 4;
+        if (total > Integer.MAX_VALUE - 16) {
+            throw new IllegalStateException("a header of " + total + " bytes is too large");
+        }
+        int length = (int) total;
         ByteBuffer b = ByteBuffer.allocate(length).order(ByteOrder.LITTLE_ENDIAN);
-        b.put(MAGIC).putShort((short) VERSION).putShort((short) 0).putInt(length);
+        b.put(MAGIC).putShort((short) version).putShort((short) 0).putInt(length);
         b.putLong(imageSize).putInt(blockSize).putInt(0);
         putUuid(b, buildId);
         putUuid(b, parentId);
@@ -223,6 +279,20 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
         for (Mapping m : mappings) {
             b.putLong(m.offset()).putLong(m.length()).put((byte) (m.isZero() ? 1 : 0)).put(new byte[3])
                     .putInt(m.isZero() ? 0 : m.build()).putLong(m.buildOffset());
+        }
+        if (version == VERSION_FRAMES) {
+            for (Build build : builds) {
+                FrameTable t = build.frames();
+                if (t == null) {
+                    b.putShort((short) 0).putShort((short) 0).putInt(0).putInt(0);
+                    continue;
+                }
+                b.putShort((short) t.codec()).putShort((short) 0).putInt(t.frameSize()).putInt(t.frames());
+                for (int i = 0; i < t.frames(); i++) {
+                    b.putLong(t.uncompressedOffset(i)).putLong(t.compressedOffset(i)).putInt(t.uncompressedSize(i))
+                            .putInt(t.compressedSize(i)).putInt(t.compressedCrc(i)).putInt(t.uncompressedCrc(i));
+                }
+            }
         }
         CRC32C crc = new CRC32C();
         crc.update(b.array(), 0, length - 4);
@@ -246,8 +316,8 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
             throw bad("magic", "expected \"LZBLKHDR\", found " + HexFormat.of().formatHex(magic));
         }
         int version = Short.toUnsignedInt(b.getShort());
-        if (version != VERSION) {
-            throw bad("version", "this reader knows version " + VERSION + ", found " + version);
+        if (version != VERSION && version != VERSION_FRAMES) {
+            throw bad("version", "this reader knows versions " + VERSION + " and " + VERSION_FRAMES + ", found " + version);
         }
         int flags = Short.toUnsignedInt(b.getShort());
         long length = Integer.toUnsignedLong(b.getInt());
@@ -276,7 +346,7 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
         long buildCount = Integer.toUnsignedLong(b.getInt());
         long mappingCount = Integer.toUnsignedLong(b.getInt());
         long expected = FIXED + buildCount * BUILD_BYTES + mappingCount * MAPPING_BYTES + 4;
-        if (expected != bytes.length) {
+        if (version == VERSION_FRAMES ? expected > bytes.length : expected != bytes.length) {
             throw bad("counts", buildCount + " builds and " + mappingCount + " mappings need " + expected
                     + " bytes, the header has " + bytes.length);
         }
@@ -311,10 +381,83 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
                     default -> throw bad("mapping " + i + " kind", "expected 0 (build) or 1 (zero), found " + kind);
                 });
             }
+            if (version == VERSION_FRAMES) {
+                builds = parseFrameTables(b, builds, bytes.length - 4);
+            }
             return new LayerHeader(imageSize, blockSize, id, parent, generation, builds, mappings);
         } catch (BufferUnderflowException e) {
             throw bad("length", "the header ends inside its tables");
         }
+    }
+
+    /** Version 2's frame tables, one per build, ending exactly at {@code end}. */
+    private static List<Build> parseFrameTables(ByteBuffer b, List<Build> builds, int end) {
+        List<Build> out = new ArrayList<>(builds.size());
+        boolean any = false;
+        for (int i = 0; i < builds.size(); i++) {
+            Build build = builds.get(i);
+            String what = "build " + i + " frame table";
+            if (end - b.position() < FRAME_TABLE_BYTES) {
+                throw bad(what, "the header ends before it");
+            }
+            int codec = Short.toUnsignedInt(b.getShort());
+            int reserved = Short.toUnsignedInt(b.getShort());
+            int frameSize = b.getInt();
+            long count = Integer.toUnsignedLong(b.getInt());
+            if (reserved != 0) {
+                throw bad(what + " reserved", "must be 0, is " + reserved);
+            }
+            if (codec == 0 && frameSize == 0 && count == 0) {
+                out.add(build); // stored raw
+                continue;
+            }
+            if (frameSize < 512 || frameSize > FrameTable.MAX_FRAME_SIZE || Integer.bitCount(frameSize) != 1) {
+                throw bad(what + " frame size", "must be a power of two in [512, " + FrameTable.MAX_FRAME_SIZE
+                        + "], is " + frameSize);
+            }
+            long frames = (build.size() + frameSize - 1) / frameSize;
+            if (count != frames) {
+                throw bad(what + " frame count", build.size() + " bytes in frames of " + frameSize + " need " + frames
+                        + " frames, the table says " + count);
+            }
+            if (count * FRAME_BYTES > end - b.position()) {
+                throw bad(what, count + " frames need " + count * FRAME_BYTES + " bytes, " + (end - b.position())
+                        + " are left in the header");
+            }
+            int n = (int) count;
+            long[] offsets = new long[n];
+            int[] sizes = new int[n];
+            int[] crcC = new int[n];
+            int[] crcU = new int[n];
+            for (int f = 0; f < n; f++) {
+                long uoff = b.getLong();
+                offsets[f] = b.getLong();
+                int usize = b.getInt();
+                sizes[f] = b.getInt();
+                crcC[f] = b.getInt();
+                crcU[f] = b.getInt();
+                long wantOff = (long) f * frameSize;
+                long wantSize = Math.min(frameSize, build.size() - wantOff);
+                if (uoff != wantOff || usize != wantSize) {
+                    throw bad(what + " frame " + f, "expected uncompressed [" + wantOff + ", +" + wantSize + "), found ["
+                            + uoff + ", +" + Integer.toUnsignedLong(usize) + ")");
+                }
+            }
+            try {
+                out.add(new Build(build.id(), build.size(), build.sha256(),
+                        new FrameTable(codec, frameSize, build.size(), offsets, sizes, crcC, crcU)));
+            } catch (IllegalArgumentException e) {
+                throw bad(what, e.getMessage());
+            }
+            any = true;
+        }
+        if (b.position() != end) {
+            throw bad("frame tables", "end at " + b.position() + ", the checksum is at " + end);
+        }
+        if (!any) {
+            throw bad("version", "version 2 is for headers with a compressed build, this one has none");
+        }
+        return out;
     }
 
     private static void putUuid(ByteBuffer b, UUID u) {

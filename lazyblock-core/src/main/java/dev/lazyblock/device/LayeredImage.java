@@ -2,6 +2,11 @@ package dev.lazyblock.device;
 
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.chunker.ChunkTier;
+import dev.lazyblock.chunker.DiskBudget;
+import dev.lazyblock.chunker.FrameChunker;
+import dev.lazyblock.frame.FrameCodec;
+import dev.lazyblock.frame.FrameCodecs;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.device.LayerHeader.Build;
@@ -34,12 +39,16 @@ public final class LayeredImage implements Device {
     private final LayerHeader header;
     private final Upstream[] upstreams;
     private final Chunker[] chunkers;
+    /** Pins on this image's builds in a tier's disk budget, released at close; empty without one. */
+    private final List<DiskBudget.Pin> pins;
 
-    private LayeredImage(String name, LayerHeader header, Upstream[] upstreams, Chunker[] chunkers) {
+    private LayeredImage(String name, LayerHeader header, Upstream[] upstreams, Chunker[] chunkers,
+                         List<DiskBudget.Pin> pins) {
         this.name = name;
         this.header = header;
         this.upstreams = upstreams;
         this.chunkers = chunkers;
+        this.pins = pins;
     }
 
     public static String diffKey(String dir, UUID build) {
@@ -93,11 +102,30 @@ public final class LayeredImage implements Device {
     /** Opens the layered image whose header is at {@code headerKey}, each build's cache from {@code caches}. */
     public static LayeredImage open(ObjectStore store, String headerKey, ChunkerKind kind, ChunkerOptions options,
                                     CacheFactory caches) throws IOException {
+        return open(store, headerKey, kind, options, caches, null);
+    }
+
+    /**
+     * Opens the layered image whose header is at {@code headerKey}, each build's cache from
+     * {@code caches}. Compressed builds are read frame by frame ({@link FrameChunker}: {@code kind}
+     * does not apply to them), through the shared {@code tier} when there is one (null: none);
+     * with a tier, raw builds are read whole chunk by whole chunk through it as well.
+     */
+    public static LayeredImage open(ObjectStore store, String headerKey, ChunkerKind kind, ChunkerOptions options,
+                                    CacheFactory caches, ChunkTier tier) throws IOException {
         LayerHeader header = readHeader(store, headerKey);
         String dir = dirOf(headerKey);
         List<Build> builds = header.builds();
         Upstream[] upstreams = new Upstream[builds.size()];
         Chunker[] chunkers = new Chunker[builds.size()];
+        List<DiskBudget.Pin> pins = new ArrayList<>();
+        DiskBudget budget = tier == null ? null : tier.budget();
+        if (budget != null) {
+            // Pinned before any chunk is read: an open build's tier files are never evicted.
+            for (Build b : builds) {
+                pins.add(budget.pin(b.id().toString()));
+            }
+        }
         try {
             for (int i = 0; i < builds.size(); i++) {
                 Build b = builds.get(i);
@@ -106,14 +134,22 @@ public final class LayeredImage implements Device {
                 }
                 upstreams[i] = store.open(diffKey(dir, b.id()));
                 long actual = upstreams[i].size();
-                if (actual != b.size()) {
+                if (actual != b.storedSize()) {
                     throw new UpstreamException(upstreams[i].name(), 0, actual, "the header says build " + b.id()
-                            + " has " + b.size() + " bytes, its diff object has " + actual);
+                            + (b.compressed() ? " stores " + b.storedSize() + " bytes of compressed frames"
+                            : " has " + b.size() + " bytes") + ", its diff object has " + actual);
                 }
+                FrameCodec codec = b.compressed() ? FrameCodecs.byId(b.frames().codec()) : null;
                 SparseCache cache = caches.create(store.name() + "/" + diffKey(dir, b.id()), b.size(),
                         header.blockSize());
+                if (budget != null) {
+                    budget.count(cache);
+                }
                 try {
-                    chunkers[i] = kind.create(upstreams[i], cache, options);
+                    chunkers[i] = b.compressed()
+                            ? new FrameChunker(upstreams[i], b.id().toString(), b.frames(), codec, cache, options, tier)
+                            : tier != null ? FrameChunker.raw(upstreams[i], b.id().toString(), cache, options, tier)
+                            : kind.create(upstreams[i], cache, options);
                 } catch (IOException | RuntimeException e) {
                     cache.close(); // a persistent cache would keep its lock otherwise
                     throw e;
@@ -121,9 +157,10 @@ public final class LayeredImage implements Device {
             }
         } catch (IOException | RuntimeException e) {
             closeAll(upstreams, chunkers);
+            pins.forEach(DiskBudget.Pin::close);
             throw e;
         }
-        return new LayeredImage(store.name() + "/" + headerKey, header, upstreams, chunkers);
+        return new LayeredImage(store.name() + "/" + headerKey, header, upstreams, chunkers, pins);
     }
 
     public LayerHeader header() {
@@ -195,6 +232,7 @@ public final class LayeredImage implements Device {
     @Override
     public void close() {
         closeAll(upstreams, chunkers);
+        pins.forEach(DiskBudget.Pin::close);
     }
 
     private static void closeAll(Upstream[] upstreams, Chunker[] chunkers) {

@@ -16,6 +16,9 @@ public final class CountingMetrics implements Metrics {
     private final LongAdder fetchErrors = new LongAdder();
     private final LongAdder fetchTimeouts = new LongAdder();
     private final LongAdder waitersReleased = new LongAdder();
+    private final LongAdder tierHits = new LongAdder();
+    private final LongAdder tierHitBytes = new LongAdder();
+    private final LongAdder tierMisses = new LongAdder();
 
     @Override
     public void cacheHit(long bytes) {
@@ -47,14 +50,25 @@ public final class CountingMetrics implements Metrics {
         waitersReleased.add(count);
     }
 
+    @Override
+    public void tierRead(boolean hit, long bytes) {
+        if (hit) {
+            tierHits.increment();
+            tierHitBytes.add(bytes);
+        } else {
+            tierMisses.increment();
+        }
+    }
+
     /** A consistent-enough copy of the counters. */
     public Snapshot snapshot() {
         return new Snapshot(hits.sum(), hitBytes.sum(), misses.sum(), missBytes.sum(), remoteRequests.sum(),
                 remoteBytes.sum(), remoteNanos.sum(), remoteMaxNanos.get(), fetchErrors.sum(), fetchTimeouts.sum(),
-                waitersReleased.sum());
+                waitersReleased.sum(), tierHits.sum(), tierHitBytes.sum(), tierMisses.sum());
     }
 
     public record Snapshot(long hits, long hitBytes, long misses, long missBytes, long remoteRequests,
                            long remoteBytes, long remoteNanos, long remoteMaxNanos, long fetchErrors,
-                           long fetchTimeouts, long waitersReleased) {}
+                           long fetchTimeouts, long waitersReleased, long tierHits, long tierHitBytes,
+                           long tierMisses) {}
 }

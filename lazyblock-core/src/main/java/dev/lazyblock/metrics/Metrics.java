@@ -21,6 +21,12 @@ public interface Metrics {
     /** Readers released by a fetch's progress. */
     void waitersReleased(int count);
 
+    /**
+     * A miss looked in the shared chunk tier: {@code hit} with the {@code bytes} read from it
+     * (the stored chunk or frame), or a miss (no file, or a bad one) that went to the store.
+     */
+    default void tierRead(boolean hit, long bytes) {}
+
     /** Reports to both {@code a} and {@code b} (say, counters for a summary and a registry for scraping). */
     static Metrics both(Metrics a, Metrics b) {
         return new Metrics() {
@@ -52,6 +58,12 @@ public interface Metrics {
             public void waitersReleased(int count) {
                 a.waitersReleased(count);
                 b.waitersReleased(count);
+            }
+
+            @Override
+            public void tierRead(boolean hit, long bytes) {
+                a.tierRead(hit, bytes);
+                b.tierRead(hit, bytes);
             }
         };
     }

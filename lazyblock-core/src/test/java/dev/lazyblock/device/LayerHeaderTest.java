@@ -13,6 +13,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
+import dev.lazyblock.frame.FrameTable;
 import java.util.SplittableRandom;
 import java.util.UUID;
 import java.util.stream.LongStream;
@@ -95,6 +96,7 @@ class LayerHeaderTest {
         ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
         switch (width) {
             case 1 -> b.put(offset, (byte) value);
+            case 2 -> b.putShort(offset, (short) value);
             case 4 -> b.putInt(offset, (int) value);
             default -> b.putLong(offset, value);
         }
@@ -117,7 +119,8 @@ class LayerHeaderTest {
                 List.of(new Mapping(0, 4 * B, 0, 0), Mapping.zero(4 * B, 2 * B), new Mapping(6 * B, 4 * B, 0, 6 * B)));
         int maps = 80 + 56; // first mapping's offset
         assertRejected(withField(h, 0, 'X', 1), "magic");
-        assertRejected(withField(h, 8, 2, 1), "version");
+        assertRejected(withField(h, 8, 3, 1), "version");
+        assertRejected(withField(h, 8, 2, 1), "frame table"); // version 2 without its frame tables
         assertRejected(withField(h, 24, 3000, 4), "block size");
         assertRejected(withField(h, maps + 32, 3 * B, 8), "overlaps or is out of order");      // 2nd starts inside the 1st
         assertRejected(withField(h, maps + 32, 5 * B, 8), "leaves a gap");
@@ -129,5 +132,61 @@ class LayerHeaderTest {
         assertRejected(withField(h, maps + 16, 9, 1), "kind");
         assertRejected(withField(h, 16, 11 * B, 8), "cover [0, 40960) of an image of 45056 bytes");
         assertRejected(withField(h, 76, 2, 4), "counts");
+    }
+
+    private static FrameTable table(long size, int frameSize, int codec) {
+        int n = (int) ((size + frameSize - 1) / frameSize);
+        long[] offs = new long[n];
+        int[] sizes = new int[n];
+        int[] crcC = new int[n];
+        int[] crcU = new int[n];
+        for (int i = 0; i < n; i++) {
+            offs[i] = i == 0 ? 0 : offs[i - 1] + sizes[i - 1];
+            sizes[i] = 100 + i;
+            crcC[i] = i * 7;
+            crcU[i] = ~i;
+        }
+        return new FrameTable(codec, frameSize, size, offs, sizes, crcC, crcU);
+    }
+
+    /** A compressed build makes a version 2 header that parses back to the same frame table; raw stays version 1. */
+    @Test
+    void frameTablesRoundTripInVersion2AndRawHeadersStayVersion1() {
+        UUID base = UUID.randomUUID();
+        UUID top = UUID.randomUUID();
+        byte[] sha = new byte[32];
+        long size = 5 * (2L << 20) + 3 * B;
+        Build raw = new Build(base, size, sha);
+        Build framed = new Build(top, 3 * B, sha, table(3 * B, 2 * B, 1));
+        LayerHeader v1 = new LayerHeader(size, B, base, null, 0, List.of(raw), List.of(new Mapping(0, size, 0, 0)));
+        assertEquals(LayerHeader.VERSION, v1.version());
+        assertEquals(1, java.nio.ByteBuffer.wrap(v1.toBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN).getShort(8));
+        LayerHeader v2 = new LayerHeader(size, B, top, base, 1, List.of(raw, framed),
+                List.of(new Mapping(0, 3 * B, 1, 0), new Mapping(3 * B, size - 3 * B, 0, 3 * B)));
+        assertEquals(LayerHeader.VERSION_FRAMES, v2.version());
+        byte[] bytes = v2.toBytes();
+        assertEquals(2, java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).getShort(8));
+        LayerHeader back = LayerHeader.parse(bytes);
+        assertEquals(v2, back);
+        assertEquals(table(3 * B, 2 * B, 1), back.builds().get(1).frames());
+        assertEquals(null, back.builds().get(0).frames());
+        assertEquals(201, back.builds().get(1).storedSize()); // frames of 100 and 101 bytes
+    }
+
+    /** Frame tables that do not tile their build, or leave gaps in the object, are named and refused. */
+    @Test
+    void badFrameTablesAreRefused() {
+        UUID id = UUID.randomUUID();
+        byte[] sha = new byte[32];
+        Build framed = new Build(id, 3 * B, sha, table(3 * B, 2 * B, 1));
+        LayerHeader h = new LayerHeader(3 * B, B, id, null, 0, List.of(framed), List.of(new Mapping(0, 3 * B, 0, 0)));
+        int tables = 80 + 56 + 32; // after one build and one mapping
+        assertRejected(withField(h, tables + 4, 3 * B, 4), "frame size");
+        assertRejected(withField(h, tables + 8, 3, 4), "frame count");
+        assertRejected(withField(h, tables + 12 + 32, 5, 8), "expected uncompressed [" + 2 * B); // 2nd frame's offset
+        assertRejected(withField(h, tables + 12 + 32 + 8, 7, 8), "back to back");              // 2nd frame's stored offset
+        assertRejected(withField(h, tables + 12 + 20, 0, 4), "compressed size must be > 0");
+        assertRejected(withField(h, tables + 2, 1, 2), "reserved");
+        assertThrows(IllegalArgumentException.class, () -> new Build(id, 4 * B, sha, table(3 * B, 2 * B, 1)));
     }
 }

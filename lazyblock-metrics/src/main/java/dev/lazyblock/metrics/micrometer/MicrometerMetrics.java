@@ -26,6 +26,9 @@ public final class MicrometerMetrics implements Metrics {
     private final Counter misses;
     private final Counter missBytes;
     private final Counter released;
+    private final Counter tierHits;
+    private final Counter tierHitBytes;
+    private final Counter tierMisses;
     private final ConcurrentHashMap<String, Remote> remotes = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<String, Counter> errors = new ConcurrentHashMap<>();
 
@@ -43,6 +46,22 @@ public final class MicrometerMetrics implements Metrics {
                 .register(registry);
         this.released = Counter.builder("lazyblock.waiters.released")
                 .description("readers released by a fetch's progress").register(registry);
+        this.tierHits = Counter.builder("lazyblock.tier.reads").tag("result", "hit")
+                .description("fetches served by the shared chunk tier").register(registry);
+        this.tierMisses = Counter.builder("lazyblock.tier.reads").tag("result", "miss")
+                .description("fetches the shared chunk tier could not serve (no file, or a bad one)").register(registry);
+        this.tierHitBytes = Counter.builder("lazyblock.tier.read.bytes").baseUnit("bytes")
+                .description("bytes read from the shared chunk tier").register(registry);
+    }
+
+    @Override
+    public void tierRead(boolean hit, long bytes) {
+        if (hit) {
+            tierHits.increment();
+            tierHitBytes.increment(bytes);
+        } else {
+            tierMisses.increment();
+        }
     }
 
     @Override
