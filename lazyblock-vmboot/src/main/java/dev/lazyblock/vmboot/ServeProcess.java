@@ -47,7 +47,8 @@ public final class ServeProcess implements AutoCloseable {
     public static ServeProcess start(String image, List<String> args, Map<String, String> env, Path log)
             throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--enable-native-access=ALL-UNNAMED", "-jar", jar().toString(), "serve", image,
+                "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", "-jar", jar().toString(),
+                "serve", image,
                 "--listen", "127.0.0.1:0"));
         cmd.addAll(args);
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.appendTo(log.toFile()));

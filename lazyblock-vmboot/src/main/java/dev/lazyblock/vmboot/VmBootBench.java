@@ -158,7 +158,8 @@ public final class VmBootBench {
         store.reset();
         long t0 = System.nanoTime();
         ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--enable-native-access=ALL-UNNAMED", "-jar", ServeProcess.jar().toString(), "get",
+                "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", "-jar",
+                ServeProcess.jar().toString(), "get",
                 "s3://" + Store.BUCKET + "/" + KEY, local.toString())
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(work.resolve("get.log").toFile()));
         pb.environment().putAll(store.environment());
