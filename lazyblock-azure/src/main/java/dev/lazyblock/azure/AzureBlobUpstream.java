@@ -1,6 +1,5 @@
 package dev.lazyblock.azure;
 
-import com.azure.core.util.Context;
 import com.azure.storage.blob.BlobAsyncClient;
 import com.azure.storage.blob.BlobClient;
 import com.azure.storage.blob.models.BlobDownloadAsyncResponse;
@@ -23,8 +22,9 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import org.reactivestreams.Subscriber;
 import org.reactivestreams.Subscription;
+import reactor.core.CoreSubscriber;
+import reactor.util.context.Context;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -93,7 +93,7 @@ public final class AzureBlobUpstream implements Upstream {
         }
         BlobProperties p;
         try {
-            p = blob.getPropertiesWithResponse(conditions(), callTimeout, Context.NONE).getValue();
+            p = blob.getPropertiesWithResponse(conditions(), callTimeout, com.azure.core.util.Context.NONE).getValue();
         } catch (RuntimeException e) {
             throw errors.read(name, 0, 0, e);
         }
@@ -116,7 +116,7 @@ public final class AzureBlobUpstream implements Upstream {
         BlobDownloadResponse r;
         try {
             r = blob.downloadStreamWithResponse(sink, new BlobRange(off, (long) len), retries(), conditions(), false,
-                    callTimeout, Context.NONE);
+                    callTimeout, com.azure.core.util.Context.NONE);
         } catch (RuntimeException e) {
             dst.position(start);
             if (sink.overflow) {
@@ -299,7 +299,7 @@ public final class AzureBlobUpstream implements Upstream {
      * connection itself). At most two buffers are asked for ahead of the reader. {@link #close()}
      * may come from another thread: it cancels the download and wakes a blocked reader.
      */
-    private final class AzureRangeStream implements RangeStream, Subscriber<ByteBuffer> {
+    private final class AzureRangeStream implements RangeStream, CoreSubscriber<ByteBuffer> {
         private final BlobDownloadAsyncResponse response;
         private final long off;
         private final long len;
@@ -314,6 +314,16 @@ public final class AzureBlobUpstream implements Upstream {
             this.response = response;
             this.off = off;
             this.len = len;
+        }
+
+        /**
+         * The connection's failure after a cancel (close, a timeout) is expected: logged at debug
+         * instead of Reactor's default ERROR "onErrorDropped" (a per-subscription hook).
+         */
+        @Override
+        public Context currentContext() {
+            return Context.of("reactor.onErrorDropped.local", (java.util.function.Consumer<Throwable>) t ->
+                    log.debug("{}: after the range stream was cancelled: {}", name, AzureErrors.brief(t)));
         }
 
         @Override

@@ -77,7 +77,8 @@ final class FaultProxy implements AutoCloseable {
         /** Whether it is a {@code method} request for a blob whose path ends with {@code /key}. */
         boolean isFor(String method, String key) {
             String path = target.contains("?") ? target.substring(0, target.indexOf('?')) : target;
-            return this.method.equals(method) && path.endsWith("/" + key);
+            // The Azure SDK percent-encodes the '/' of blob names (images%2Fd.img).
+            return this.method.equals(method) && java.net.URI.create(path).getPath().endsWith("/" + key);
         }
 
         @Override
