@@ -29,9 +29,9 @@ import org.junit.jupiter.api.extension.ExtensionContext;
  * after it. Its well-known development account (devstoreaccount1 and its published key) signs
  * every request, and Azurite checks the signatures.
  */
-final class Azurite implements BeforeAllCallback, AfterAllCallback {
-    static final String ACCOUNT = "devstoreaccount1";
-    static final String KEY = AzureConfig.AZURITE_KEY;
+public final class Azurite implements BeforeAllCallback, AfterAllCallback {
+    public static final String ACCOUNT = "devstoreaccount1";
+    public static final String KEY = AzureConfig.AZURITE_KEY;
     private static final Pattern LISTENING = Pattern.compile("listens on http://127\\.0\\.0\\.1:(\\d+)");
     private static final AtomicInteger containers = new AtomicInteger();
 
@@ -50,11 +50,11 @@ final class Azurite implements BeforeAllCallback, AfterAllCallback {
     }
 
     /** The blob endpoint: {@code http://127.0.0.1:PORT/devstoreaccount1}. */
-    URI endpoint() {
+    public URI endpoint() {
         return URI.create("http://127.0.0.1:" + port + "/" + ACCOUNT);
     }
 
-    int port() {
+    public int port() {
         return port;
     }
 
@@ -68,13 +68,13 @@ final class Azurite implements BeforeAllCallback, AfterAllCallback {
     }
 
     /** A container name no other test in this run uses, created. */
-    String newContainer() {
+    public String newContainer() {
         String name = "c" + containers.incrementAndGet() + "-" + Long.toHexString(new Random().nextLong() & 0xffffffL);
         config().build().clients(null, name).sync().create();
         return name;
     }
 
-    static byte[] randomBytes(long seed, int n) {
+    public static byte[] randomBytes(long seed, int n) {
         byte[] b = new byte[n];
         new Random(seed).nextBytes(b);
         return b;
