@@ -402,7 +402,9 @@ final class ServeCommand implements Callable<Integer> {
                     }
                 }
                 throw new IllegalArgumentException("no store for " + scheme + ":// URLs on the class path"
-                        + (scheme.equals("s3") ? " (the lazyblock-s3 module carries it)" : ""));
+                        + (scheme.equals("s3") ? " (the lazyblock-s3 module carries it)"
+                        : scheme.equals("az") ? " (the lazyblock-azure module carries it)"
+                        : scheme.equals("gs") ? " (the lazyblock-gcs module carries it)" : ""));
             }
         }
     }
