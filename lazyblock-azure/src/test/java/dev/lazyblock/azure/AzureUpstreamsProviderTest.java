@@ -70,6 +70,17 @@ class AzureUpstreamsProviderTest {
     }
 
     @Test
+    void httpsUrlsOfAnAccountsBlobHostAreClaimedFromPlainHttp() {
+        UpstreamProvider claimant = Upstreams.claimant(java.net.URI.create("https://acct.blob.core.windows.net/c/disk.img"));
+        assertInstanceOf(AzureUpstreamProvider.class, claimant);
+        assertTrue(claimant.claims(java.net.URI.create("https://ACCT.Blob.Core.Windows.Net/c/b")));
+        assertEquals(null, Upstreams.claimant(java.net.URI.create("http://acct.blob.core.windows.net/c/b")),
+                "plain http is not an Azure endpoint");
+        assertEquals(null, Upstreams.claimant(java.net.URI.create("https://example.com/blob.core.windows.net/b")));
+        assertEquals(null, Upstreams.claimant(java.net.URI.create("https://blob.core.windows.net.example.com/c/b")));
+    }
+
+    @Test
     void badAzUrlsFailBeforeAnyRequest() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> Upstreams.open("az://Bad_Container/k"));

@@ -389,6 +389,11 @@ final class ServeCommand implements Callable<Integer> {
             }
             case "http", "https" -> {
                 URI uri = URI.create(image);
+                UpstreamProvider claimant = Upstreams.claimant(uri);
+                if (claimant != null) {
+                    UpstreamProvider.StoreAndKey sk = claimant.store(image);
+                    return new StoreAndKey(sk.store(), sk.key());
+                }
                 String path = uri.getRawPath();
                 int slash = path.lastIndexOf('/');
                 URI base = uri.resolve(path.substring(0, slash + 1));

@@ -1,6 +1,7 @@
 package dev.lazyblock.upstream;
 
 import java.io.IOException;
+import java.net.URI;
 import java.util.Set;
 
 /**
@@ -12,7 +13,16 @@ public interface UpstreamProvider {
     /** Lower-case schemes this provider opens, e.g. {@code s3}. */
     Set<String> schemes();
 
-    /** Opens {@code url}, whose scheme is one of {@link #schemes()}. */
+    /**
+     * Whether this provider opens an {@code http(s)} URL rather than core's plain HTTP upstream:
+     * a store's own host, whose objects need its signing (Azure's
+     * {@code ACCOUNT.blob.core.windows.net}). None by default.
+     */
+    default boolean claims(URI url) {
+        return false;
+    }
+
+    /** Opens {@code url}, whose scheme is one of {@link #schemes()} or which it {@link #claims}. */
     Upstream open(String url) throws IOException;
 
     /** The store a URL's object lives in and the object's key there, for writing layers next to it. */

@@ -31,9 +31,23 @@ public final class Upstreams {
         }
         return switch (scheme) {
             case "file" -> new FileUpstream(Path.of(parse(url, scheme)));
-            case "http", "https" -> new HttpUpstream(parse(url, scheme));
+            case "http", "https" -> {
+                URI uri = parse(url, scheme);
+                UpstreamProvider p = claimant(uri);
+                yield p != null ? p.open(url) : new HttpUpstream(uri);
+            }
             default -> provider(scheme).open(url);
         };
+    }
+
+    /** The provider that {@linkplain UpstreamProvider#claims claims} an http(s) URL, or null. */
+    public static UpstreamProvider claimant(URI url) {
+        for (UpstreamProvider p : ServiceLoader.load(UpstreamProvider.class)) {
+            if (p.claims(url)) {
+                return p;
+            }
+        }
+        return null;
     }
 
     /** The provider module that opens {@code scheme}, found on the class path. */
