@@ -6,8 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.azure.core.util.BinaryData;
-import dev.lazyblock.azure.FaultProxy.Fault;
-import dev.lazyblock.azure.FaultProxy.Request;
+import dev.lazyblock.testing.FaultProxy;
+import dev.lazyblock.testing.FaultProxy.Fault;
+import dev.lazyblock.testing.FaultProxy.Request;
 import dev.lazyblock.upstream.Upstream;
 import dev.lazyblock.upstream.UpstreamException;
 import java.io.IOException;
@@ -42,7 +43,7 @@ class AzureDroppedConnectionTest {
 
     @BeforeEach
     void setUp() throws IOException {
-        proxy = new FaultProxy(URI.create("http://127.0.0.1:" + server.port()));
+        proxy = new FaultProxy(URI.create("http://127.0.0.1:" + server.port()), FaultProxy.Dialect.AZURE);
         container = server.newContainer();
         bytes = Azurite.randomBytes(11, SIZE);
         server.config().build().clients(null, container).sync().getBlobClient(BLOB).upload(BinaryData.fromBytes(bytes));

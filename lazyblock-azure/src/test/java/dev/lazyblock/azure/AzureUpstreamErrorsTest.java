@@ -6,7 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.azure.core.util.BinaryData;
-import dev.lazyblock.azure.FaultProxy.Fault;
+import dev.lazyblock.testing.FaultProxy;
+import dev.lazyblock.testing.FaultProxy.Fault;
 import dev.lazyblock.upstream.Upstream;
 import dev.lazyblock.upstream.UpstreamException;
 import java.io.IOException;
@@ -35,7 +36,7 @@ class AzureUpstreamErrorsTest {
 
     @BeforeEach
     void setUp() throws IOException {
-        proxy = new FaultProxy(java.net.URI.create("http://127.0.0.1:" + server.port()));
+        proxy = new FaultProxy(java.net.URI.create("http://127.0.0.1:" + server.port()), FaultProxy.Dialect.AZURE);
         container = server.newContainer();
         bytes = Azurite.randomBytes(3, 100_000);
         server.config().build().clients(null, container).sync().getBlobClient(BLOB).upload(BinaryData.fromBytes(bytes));

@@ -6,7 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.lazyblock.gcs.FaultProxy.Fault;
+import dev.lazyblock.testing.FaultProxy;
+import dev.lazyblock.testing.FaultProxy.Fault;
 import dev.lazyblock.upstream.Upstream;
 import dev.lazyblock.upstream.UpstreamException;
 import java.nio.ByteBuffer;

@@ -6,12 +6,13 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.lazyblock.testing.FaultProxy;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.chunker.FetchTimeoutException;
-import dev.lazyblock.s3.FaultProxy.Fault;
+import dev.lazyblock.testing.FaultProxy.Fault;
 import dev.lazyblock.testing.Await;
 import java.nio.file.Path;
 import java.time.Duration;

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.lazyblock.testing.FaultProxy;
 import dev.lazyblock.testing.Await;
 import dev.lazyblock.upstream.Upstream;
 import dev.lazyblock.upstream.UpstreamException;

@@ -8,8 +8,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.lazyblock.s3.FaultProxy.Fault;
-import dev.lazyblock.s3.FaultProxy.Request;
+import dev.lazyblock.testing.FaultProxy;
+import dev.lazyblock.testing.FaultProxy.Fault;
+import dev.lazyblock.testing.FaultProxy.Request;
 import dev.lazyblock.testing.Await;
 import dev.lazyblock.upstream.Upstream;
 import dev.lazyblock.upstream.UpstreamException;

@@ -1,4 +1,4 @@
-package dev.lazyblock.azure;
+package dev.lazyblock.testing;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -27,9 +27,9 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * (Copied from lazyblock-s3's tests, answers in Azure's words.) A TCP proxy on loopback between
- * the Azure client and Azurite that forwards bytes faithfully until
- * told to break.
+ * A TCP proxy on loopback between a store's client and a real server (S3Proxy, Azurite) that
+ * forwards bytes faithfully until told to break. Shared by the store modules' tests; the errors it
+ * answers itself are worded in the store's {@link Dialect}.
  *
  * <p>At the TCP level, as a real network breaks: reset a connection (RST) after so many bytes of
  * the server's answer, stall one (stop forwarding, keep it open), or reset uploads once a byte
@@ -38,29 +38,29 @@ import java.util.regex.Pattern;
  * <p>Per request, as a store or a middlebox misbehaves: it reads the plain-HTTP request line and
  * headers going up (never the bodies' bytes), records every request ({@link #requests()}: method,
  * target, headers, arrival time), and asks a {@link #rule} what to do with it: pass it, answer it
- * itself with an Azure XML error (503 ServerBusy...) without the server seeing it, or let the server
+ * itself with the store's XML error (503 SlowDown, ServerBusy...) without the server seeing it, or let the server
  * answer and then stall, reset or cleanly close the connection after so many bytes of the
- * answer's body. The client does not pipeline, so the next answer on a connection belongs to
+ * answer's body. The clients do not pipeline, so the next answer on a connection belongs to
  * the last request read from it.
  */
-final class FaultProxy implements AutoCloseable {
+public final class FaultProxy implements AutoCloseable {
     private static final byte[] HEADER_END = {'\r', '\n', '\r', '\n'};
     private static final Pattern RANGE = Pattern.compile("bytes=(\\d+)-(\\d*)");
 
     /** One request as it reached the proxy. Header names are lowercase. */
-    record Request(long connection, String method, String target, Map<String, String> headers, long arrivedNanos) {
-        String header(String name) {
+    public record Request(long connection, String method, String target, Map<String, String> headers, long arrivedNanos) {
+        public String header(String name) {
             return headers.get(name.toLowerCase(Locale.ROOT));
         }
 
         /** The first byte of its {@code Range: bytes=a-b}, or -1 without one. */
-        long rangeStart() {
+        public long rangeStart() {
             Matcher m = range();
             return m == null ? -1 : Long.parseLong(m.group(1));
         }
 
         /** The last byte of its {@code Range: bytes=a-b}, or -1 without one (or open-ended). */
-        long rangeEnd() {
+        public long rangeEnd() {
             Matcher m = range();
             return m == null || m.group(2).isEmpty() ? -1 : Long.parseLong(m.group(2));
         }
@@ -74,11 +74,14 @@ final class FaultProxy implements AutoCloseable {
             return m.matches() ? m : null;
         }
 
-        /** Whether it is a {@code method} request for a blob whose path ends with {@code /key}. */
-        boolean isFor(String method, String key) {
+        /**
+         * Whether it is a {@code method} request for the object {@code key} (the path, decoded,
+         * ends with {@code /key}: S3's path style puts the bucket first, and the Azure SDK
+         * percent-encodes the '/' of blob names).
+         */
+        public boolean isFor(String method, String key) {
             String path = target.contains("?") ? target.substring(0, target.indexOf('?')) : target;
-            // The Azure SDK percent-encodes the '/' of blob names (images%2Fd.img).
-            return this.method.equals(method) && java.net.URI.create(path).getPath().endsWith("/" + key);
+            return this.method.equals(method) && URI.create(path).getPath().endsWith("/" + key);
         }
 
         @Override
@@ -89,18 +92,18 @@ final class FaultProxy implements AutoCloseable {
     }
 
     /** What the proxy does with one request. */
-    record Fault(Kind kind, long afterBodyBytes, int status, String code, String message) {
-        enum Kind { PASS, STALL, RESET, DROP, ANSWER }
+    public record Fault(Kind kind, long afterBodyBytes, int status, String code, String message) {
+        public enum Kind { PASS, STALL, RESET, DROP, ANSWER }
 
-        static final Fault PASS = new Fault(Kind.PASS, -1, 0, null, null);
+        public static final Fault PASS = new Fault(Kind.PASS, -1, 0, null, null);
 
         /** Forwards the answer's headers and {@code n} bytes of its body, then forwards nothing more. */
-        static Fault stallAfterBody(long n) {
+        public static Fault stallAfterBody(long n) {
             return new Fault(Kind.STALL, n, 0, null, null);
         }
 
         /** Forwards the headers and {@code n} bytes of body, then resets the connection (RST). */
-        static Fault resetAfterBody(long n) {
+        public static Fault resetAfterBody(long n) {
             return new Fault(Kind.RESET, n, 0, null, null);
         }
 
@@ -108,22 +111,58 @@ final class FaultProxy implements AutoCloseable {
          * Forwards the headers and {@code n} bytes of body, then closes the connection cleanly
          * (FIN): every byte forwarded reaches the client, and then the body ends early.
          */
-        static Fault dropAfterBody(long n) {
+        public static Fault dropAfterBody(long n) {
             return new Fault(Kind.DROP, n, 0, null, null);
         }
 
-        /** Answers with an Azure XML error itself; the server never sees the request. */
-        static Fault answer(int status, String code, String message) {
+        /** Answers with an XML error of the proxy's dialect itself; the server never sees the request. */
+        public static Fault answer(int status, String code, String message) {
             return new Fault(Kind.ANSWER, -1, status, code, message);
         }
 
-        static Fault serverBusy() {
+        /** S3's throttling answer. */
+        public static Fault slowDown() {
+            return answer(503, "SlowDown", "Please reduce your request rate.");
+        }
+
+        /** Azure Storage's throttling answer. */
+        public static Fault serverBusy() {
             return answer(503, "ServerBusy", "The server is busy.");
+        }
+    }
+
+    /** How a store words the errors the proxy answers itself. */
+    public enum Dialect {
+        S3("Slow Down", "x-amz-request-id"),
+        AZURE("Server Busy", "x-ms-request-id");
+
+        private final String busyReason;
+        private final String requestIdHeader;
+
+        Dialect(String busyReason, String requestIdHeader) {
+            this.busyReason = busyReason;
+            this.requestIdHeader = requestIdHeader;
+        }
+
+        String body(Fault f, int seq) {
+            String tail = this == S3 ? "<RequestId>FAULT" + seq + "</RequestId><HostId>fault-proxy</HostId>" : "";
+            return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>" + f.code() + "</Code><Message>"
+                    + f.message() + "</Message>" + tail + "</Error>";
+        }
+
+        String headers(Fault f, int seq, int length) {
+            return "HTTP/1.1 " + f.status() + " " + (f.status() == 503 ? busyReason : "Error") + "\r\n"
+                    + "Content-Type: application/xml\r\n"
+                    + "Content-Length: " + length + "\r\n"
+                    + requestIdHeader + ": FAULT" + seq + "\r\n"
+                    + (this == AZURE ? "x-ms-error-code: " + f.code() + "\r\n" : "")
+                    + "\r\n";
         }
     }
 
     private final ServerSocket listener;
     private final InetSocketAddress target;
+    private final Dialect dialect;
     private final Set<Conn> conns = ConcurrentHashMap.newKeySet();
     private final AtomicLong accepted = new AtomicLong();
     private final AtomicLong totalUp = new AtomicLong();
@@ -148,7 +187,13 @@ final class FaultProxy implements AutoCloseable {
     private final CountDownLatch released = new CountDownLatch(1);
     private final AtomicBoolean holding = new AtomicBoolean();
 
-    FaultProxy(URI target) throws IOException {
+    /** A proxy in front of an S3 server. */
+    public FaultProxy(URI target) throws IOException {
+        this(target, Dialect.S3);
+    }
+
+    public FaultProxy(URI target, Dialect dialect) throws IOException {
+        this.dialect = dialect;
         this.target = new InetSocketAddress(target.getHost(), target.getPort());
         this.listener = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
         Thread t = new Thread(this::acceptLoop, "fault-proxy-accept");
@@ -156,7 +201,7 @@ final class FaultProxy implements AutoCloseable {
         t.start();
     }
 
-    URI uri() {
+    public URI uri() {
         return URI.create("http://127.0.0.1:" + listener.getLocalPort());
     }
 
@@ -164,17 +209,17 @@ final class FaultProxy implements AutoCloseable {
      * From now on, each request is handled as {@code rule} says; it runs on the proxy's thread
      * for that connection, once per request, in arrival order per connection.
      */
-    void rule(Function<Request, Fault> rule) {
+    public void rule(Function<Request, Fault> rule) {
         this.rule = rule;
     }
 
     /** Every request read so far, in arrival order. */
-    List<Request> requests() {
+    public List<Request> requests() {
         return List.copyOf(requests);
     }
 
     /** The requests for {@code method} of {@code key}, in arrival order. */
-    List<Request> requests(String method, String key) {
+    public List<Request> requests(String method, String key) {
         List<Request> out = new ArrayList<>();
         for (Request r : requests) {
             if (r.isFor(method, key)) {
@@ -185,19 +230,19 @@ final class FaultProxy implements AutoCloseable {
     }
 
     /** Bytes of answers (headers and bodies) forwarded to clients, all connections together. */
-    long bytesDown() {
+    public long bytesDown() {
         return totalDown.get();
     }
 
     /** The next {@code connections} connections are reset after {@code bytes} bytes of answer. */
-    void resetAnswersAfter(long bytes, int connections) {
+    public void resetAnswersAfter(long bytes, int connections) {
         stallInsteadOfReset = false;
         downLimit = bytes;
         faultyConnections.set(connections);
     }
 
     /** The next {@code connections} connections stop forwarding after {@code bytes} bytes of answer. */
-    void stallAnswersAfter(long bytes, int connections) {
+    public void stallAnswersAfter(long bytes, int connections) {
         stallInsteadOfReset = true;
         downLimit = bytes;
         faultyConnections.set(connections);
@@ -208,50 +253,50 @@ final class FaultProxy implements AutoCloseable {
      * that carries more than {@code perConnection} further bytes is reset: uploads of large parts
      * fail from then on, small requests still pass.
      */
-    void failUploadsAfter(long budget, long perConnection) {
+    public void failUploadsAfter(long budget, long perConnection) {
         uploadPerConnection = perConnection;
         uploadBudget = budget;
     }
 
     /** Stops forwarding uploads once {@code budget} bytes have gone upstream, until {@link #release()}. */
-    void holdUploadsAfter(long budget) {
+    public void holdUploadsAfter(long budget) {
         holdAfter = budget;
     }
 
     /** Whether an upload is being held. */
-    boolean holding() {
+    public boolean holding() {
         return holding.get();
     }
 
-    void release() {
+    public void release() {
         holdAfter = -1;
         released.countDown();
     }
 
-    long acceptedConnections() {
+    public long acceptedConnections() {
         return accepted.get();
     }
 
     /** Connections open through the proxy now (idle pooled ones included). */
-    int openConnections() {
+    public int openConnections() {
         return conns.size();
     }
 
-    int resets() {
+    public int resets() {
         return resets.get();
     }
 
-    int stalls() {
+    public int stalls() {
         return stalls.get();
     }
 
     /** Connections stalled now: one that stays here after its client gave up is a leak. */
-    int stalledNow() {
+    public int stalledNow() {
         return stalledNow.get();
     }
 
     /** Requests the proxy answered itself. */
-    int answered() {
+    public int answered() {
         return answered.get();
     }
 
@@ -426,19 +471,11 @@ final class FaultProxy implements AutoCloseable {
             out.write(h);
         }
 
-        /** An Azure Storage error of our own, as Azure words it; the connection stays open (keep-alive). */
+        /** An error of our own, as the store words it; the connection stays open (keep-alive). */
         private void answer(Request r, Fault f) throws IOException {
             int seq = answered.incrementAndGet();
-            String body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>" + f.code() + "</Code><Message>"
-                    + f.message() + "</Message></Error>";
-            byte[] b = body.getBytes(StandardCharsets.UTF_8);
-            String reason = f.status() == 503 ? "Server Busy" : "Error";
-            String headers = "HTTP/1.1 " + f.status() + " " + reason + "\r\n"
-                    + "Content-Type: application/xml\r\n"
-                    + "Content-Length: " + b.length + "\r\n"
-                    + "x-ms-request-id: FAULT" + seq + "\r\n"
-                    + "x-ms-error-code: " + f.code() + "\r\n"
-                    + "\r\n";
+            byte[] b = dialect.body(f, seq).getBytes(StandardCharsets.UTF_8);
+            String headers = dialect.headers(f, seq, b.length);
             synchronized (clientWrite) {
                 OutputStream o = client.getOutputStream();
                 o.write(headers.getBytes(StandardCharsets.ISO_8859_1));
