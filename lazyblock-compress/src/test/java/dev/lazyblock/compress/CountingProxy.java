@@ -99,9 +99,10 @@ final class CountingProxy implements AutoCloseable {
             try (InputStream in = server.getInputStream(); OutputStream out = client.getOutputStream()) {
                 for (int n; (n = in.read(buf)) > 0; ) {
                     answered = true;
+                    // Counted before the write: a client that has its bytes must never see a smaller total.
+                    responseBytes.addAndGet(n);
                     out.write(buf, 0, n);
                     out.flush();
-                    responseBytes.addAndGet(n);
                 }
             } catch (IOException e) {
                 // a side closed

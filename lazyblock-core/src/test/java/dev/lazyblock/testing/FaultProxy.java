@@ -541,12 +541,21 @@ public final class FaultProxy implements AutoCloseable {
             }
         }
 
+        /**
+         * Counted before the write: a client that has read these bytes may ask for the total at once, and must never
+         * see less than it got. A write that fails takes its bytes back out.
+         */
         private void write(OutputStream out, byte[] buf, int n) throws IOException {
-            synchronized (clientWrite) {
-                out.write(buf, 0, n);
-                out.flush();
-            }
             totalDown.addAndGet(n);
+            try {
+                synchronized (clientWrite) {
+                    out.write(buf, 0, n);
+                    out.flush();
+                }
+            } catch (IOException | RuntimeException e) {
+                totalDown.addAndGet(-n);
+                throw e;
+            }
         }
 
         private void act(Fault f) throws IOException, InterruptedException {

@@ -165,10 +165,10 @@ public final class DelayProxy implements AutoCloseable {
                         if (acceptRanges) {
                             byte[] fixed = withAcceptRanges(buf, n);
                             if (fixed != null) {
+                                responseBytes.addAndGet(fixed.length);
                                 out.write(fixed);
                                 out.flush();
                                 sent += fixed.length;
-                                responseBytes.addAndGet(fixed.length);
                                 continue;
                             }
                         }
@@ -177,10 +177,11 @@ public final class DelayProxy implements AutoCloseable {
                         // A piece leaves when its last byte is due: a response of L bytes ends at TTFB + L/bandwidth.
                         sleepUntil(firstByteAt + (sent + n) * 1_000_000_000L / m.bytesPerSecond());
                     }
+                    // Counted before the write: whoever has read these bytes must never see a smaller total.
+                    responseBytes.addAndGet(n);
                     out.write(buf, 0, n);
                     out.flush();
                     sent += n;
-                    responseBytes.addAndGet(n);
                 }
             } catch (IOException e) {
                 // a side closed
