@@ -1,5 +1,6 @@
 package dev.lazyblock.azure;
 
+import dev.lazyblock.upstream.ConfigValues;
 import com.azure.core.http.HttpClient;
 import com.azure.core.http.jdk.httpclient.JdkHttpClientBuilder;
 import com.azure.core.http.policy.HttpLogDetailLevel;
@@ -11,7 +12,6 @@ import com.azure.storage.common.StorageSharedKeyCredential;
 import com.azure.storage.common.policy.RequestRetryOptions;
 import com.azure.storage.common.policy.RetryPolicyType;
 import java.net.URI;
-import java.net.URISyntaxException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -177,74 +177,74 @@ public final class AzureConfig {
         ENDPOINT("lazyblock.azure.endpoint", "LAZYBLOCK_AZURE_ENDPOINT", null) {
             @Override
             void apply(Builder b, String v) {
-                b.endpoint(parseUri(v));
+                b.endpoint(ConfigValues.uri(v));
             }
         },
         MAX_ATTEMPTS("lazyblock.azure.maxAttempts", "LAZYBLOCK_AZURE_MAX_ATTEMPTS", null) {
             @Override
             void apply(Builder b, String v) {
-                b.maxAttempts(parseInt(v));
+                b.maxAttempts(ConfigValues.wholeNumber(v));
             }
         },
         RETRY_BASE_DELAY("lazyblock.azure.retryBaseDelay", "LAZYBLOCK_AZURE_RETRY_BASE_DELAY", null) {
             @Override
             void apply(Builder b, String v) {
-                b.retryBaseDelay(Settings.parseDuration(v));
+                b.retryBaseDelay(ConfigValues.duration(v));
             }
         },
         MAX_RETRY_DELAY("lazyblock.azure.maxRetryDelay", "LAZYBLOCK_AZURE_MAX_RETRY_DELAY", null) {
             @Override
             void apply(Builder b, String v) {
-                b.maxRetryDelay(Settings.parseDuration(v));
+                b.maxRetryDelay(ConfigValues.duration(v));
             }
         },
         CONNECT_TIMEOUT("lazyblock.azure.connectTimeout", "LAZYBLOCK_AZURE_CONNECT_TIMEOUT", null) {
             @Override
             void apply(Builder b, String v) {
-                b.connectTimeout(Settings.parseDuration(v));
+                b.connectTimeout(ConfigValues.duration(v));
             }
         },
         READ_TIMEOUT("lazyblock.azure.readTimeout", "LAZYBLOCK_AZURE_READ_TIMEOUT", null) {
             @Override
             void apply(Builder b, String v) {
-                b.readTimeout(Settings.parseDuration(v));
+                b.readTimeout(ConfigValues.duration(v));
             }
         },
         ATTEMPT_TIMEOUT("lazyblock.azure.attemptTimeout", "LAZYBLOCK_AZURE_ATTEMPT_TIMEOUT", null) {
             @Override
             void apply(Builder b, String v) {
-                b.attemptTimeout(Settings.parseDuration(v));
+                b.attemptTimeout(ConfigValues.duration(v));
             }
         },
         CALL_TIMEOUT("lazyblock.azure.callTimeout", "LAZYBLOCK_AZURE_CALL_TIMEOUT", null) {
             @Override
             void apply(Builder b, String v) {
-                b.callTimeout(Settings.parseDuration(v));
+                b.callTimeout(ConfigValues.duration(v));
             }
         },
         UPLOAD_TIMEOUT("lazyblock.azure.uploadTimeout", "LAZYBLOCK_AZURE_UPLOAD_TIMEOUT", null) {
             @Override
             void apply(Builder b, String v) {
-                b.uploadTimeout(Settings.parseDuration(v));
+                b.uploadTimeout(ConfigValues.duration(v));
             }
         },
         BLOCK_SIZE("lazyblock.azure.blockSize", "LAZYBLOCK_AZURE_BLOCK_SIZE", null) {
             @Override
             void apply(Builder b, String v) {
-                b.blockSize(Settings.parseSize(v));
+                b.blockSize(ConfigValues.size(v));
             }
         },
         SINGLE_UPLOAD_THRESHOLD("lazyblock.azure.singleUploadThreshold", "LAZYBLOCK_AZURE_SINGLE_UPLOAD_THRESHOLD",
                 null) {
             @Override
             void apply(Builder b, String v) {
-                b.singleUploadThreshold(Settings.parseSize(v));
+                b.singleUploadThreshold(ConfigValues.size(v));
             }
         },
         UPLOAD_CONCURRENCY("lazyblock.azure.uploadConcurrency", "LAZYBLOCK_AZURE_UPLOAD_CONCURRENCY", null) {
             @Override
             void apply(Builder b, String v) {
-                b.uploadConcurrency(parseInt(v));
+                b.uploadConcurrency(ConfigValues.wholeNumber(v));
             }
         };
 
@@ -487,7 +487,7 @@ public final class AzureConfig {
                 sasToken(kv.get("sharedaccesssignature"));
             }
             if (kv.containsKey("blobendpoint")) {
-                endpoint(parseUri(kv.get("blobendpoint")));
+                endpoint(ConfigValues.uri(kv.get("blobendpoint")));
             }
             if (kv.containsKey("endpointsuffix")) {
                 endpointSuffix = kv.get("endpointsuffix");
@@ -517,27 +517,27 @@ public final class AzureConfig {
         }
 
         public Builder connectTimeout(Duration d) {
-            this.connectTimeout = positive("connect timeout", d);
+            this.connectTimeout = ConfigValues.positive("connect timeout", d);
             return this;
         }
 
         public Builder readTimeout(Duration d) {
-            this.readTimeout = positive("read timeout", d);
+            this.readTimeout = ConfigValues.positive("read timeout", d);
             return this;
         }
 
         public Builder attemptTimeout(Duration d) {
-            this.attemptTimeout = positive("attempt timeout", d);
+            this.attemptTimeout = ConfigValues.positive("attempt timeout", d);
             return this;
         }
 
         public Builder callTimeout(Duration d) {
-            this.callTimeout = positive("call timeout", d);
+            this.callTimeout = ConfigValues.positive("call timeout", d);
             return this;
         }
 
         public Builder uploadTimeout(Duration d) {
-            this.uploadTimeout = positive("upload timeout", d);
+            this.uploadTimeout = ConfigValues.positive("upload timeout", d);
             return this;
         }
 
@@ -592,13 +592,6 @@ public final class AzureConfig {
     static final String AZURITE_KEY =
             "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-    private static Duration positive(String what, Duration d) {
-        if (d == null || d.isNegative() || d.isZero()) {
-            throw new IllegalArgumentException(what + " must be positive, got " + d);
-        }
-        return d;
-    }
-
     private static Duration between(String what, Duration d, Duration min, Duration max) {
         if (d == null || d.compareTo(min) < 0 || d.compareTo(max) > 0) {
             throw new IllegalArgumentException(what + " must be " + min + " to " + max + ", got " + d);
@@ -606,19 +599,4 @@ public final class AzureConfig {
         return d;
     }
 
-    private static int parseInt(String v) {
-        try {
-            return Integer.parseInt(v);
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("'" + v + "' is not a whole number");
-        }
-    }
-
-    private static URI parseUri(String v) {
-        try {
-            return new URI(v);
-        } catch (URISyntaxException e) {
-            throw new IllegalArgumentException("not a URL: " + e.getReason());
-        }
-    }
 }

@@ -1,5 +1,6 @@
 package dev.lazyblock.azure;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -45,7 +46,7 @@ class AzureDroppedConnectionTest {
     void setUp() throws IOException {
         proxy = new FaultProxy(URI.create("http://127.0.0.1:" + server.port()), FaultProxy.Dialect.AZURE);
         container = server.newContainer();
-        bytes = Azurite.randomBytes(11, SIZE);
+        bytes = UpstreamReads.randomBytes(11, SIZE);
         server.config().build().clients(null, container).sync().getBlobClient(BLOB).upload(BinaryData.fromBytes(bytes));
     }
 
@@ -74,7 +75,7 @@ class AzureDroppedConnectionTest {
         proxy.rule(r -> r.isFor("GET", BLOB) && gets.incrementAndGet() == 1 ? Fault.resetAfterBody(300_000)
                 : Fault.PASS);
         try (Upstream up = open(viaProxy())) {
-            byte[] got = AzureUpstreamPropertyTest.viaStream(up, 1000, SIZE - 2000, new Random(1));
+            byte[] got = UpstreamReads.readStream(up, 1000, SIZE - 2000, new Random(1), "openRange");
             assertArrayEquals(Arrays.copyOfRange(bytes, 1000, SIZE - 1000), got);
         }
         List<Request> requests = proxy.requests("GET", BLOB);
@@ -106,7 +107,7 @@ class AzureDroppedConnectionTest {
         try (Upstream up = open(viaProxy().maxAttempts(3))) {
             long t0 = System.nanoTime();
             UpstreamException e = assertThrows(UpstreamException.class,
-                    () -> AzureUpstreamPropertyTest.viaStream(up, 0, SIZE, new Random(2)));
+                    () -> UpstreamReads.readStream(up, 0, SIZE, new Random(2), "openRange"));
             System.out.printf("stream gave up after %d ms: %s%n", (System.nanoTime() - t0) / 1_000_000, e.getMessage());
             String m = e.getMessage();
             assertTrue(m.contains("reading [0, " + SIZE + ") of az://" + container + "/" + BLOB), m);
@@ -127,7 +128,7 @@ class AzureDroppedConnectionTest {
         try (Upstream up = open(viaProxy().readTimeout(Duration.ofSeconds(1)).maxAttempts(1))) {
             long t0 = System.nanoTime();
             UpstreamException e = assertThrows(UpstreamException.class,
-                    () -> AzureUpstreamPropertyTest.viaStream(up, 0, SIZE, new Random(3)));
+                    () -> UpstreamReads.readStream(up, 0, SIZE, new Random(3), "openRange"));
             long ms = (System.nanoTime() - t0) / 1_000_000;
             assertTrue(ms < 8_000, "took " + ms + " ms: " + e);
             assertTrue(e.getMessage().contains("az://" + container + "/" + BLOB), e.getMessage());

@@ -1,5 +1,6 @@
 package dev.lazyblock.azure;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -50,7 +51,7 @@ class AzureLayeredRoundTripTest {
         String container = server.newContainer();
         AzureConfig config = server.config().blockSize(1 << 20).singleUploadThreshold(1 << 20).uploadConcurrency(3)
                 .build();
-        byte[] bytes = Azurite.randomBytes(5, (5 << 20) + 777);
+        byte[] bytes = UpstreamReads.randomBytes(5, (5 << 20) + 777);
         Path file = dir.resolve("layer.diff");
         Files.write(file, bytes);
         try (AzureObjectStore store = AzureObjectStore.open(config, null, container, "")) {

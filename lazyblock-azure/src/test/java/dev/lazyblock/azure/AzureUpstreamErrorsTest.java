@@ -1,5 +1,6 @@
 package dev.lazyblock.azure;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -38,7 +39,7 @@ class AzureUpstreamErrorsTest {
     void setUp() throws IOException {
         proxy = new FaultProxy(java.net.URI.create("http://127.0.0.1:" + server.port()), FaultProxy.Dialect.AZURE);
         container = server.newContainer();
-        bytes = Azurite.randomBytes(3, 100_000);
+        bytes = UpstreamReads.randomBytes(3, 100_000);
         server.config().build().clients(null, container).sync().getBlobClient(BLOB).upload(BinaryData.fromBytes(bytes));
     }
 
@@ -109,7 +110,7 @@ class AzureUpstreamErrorsTest {
             up.readFully(0, first);
             assertArrayEquals(Arrays.copyOf(bytes, 1000), first.array());
             server.config().build().clients(null, container).sync().getBlobClient(BLOB)
-                    .upload(BinaryData.fromBytes(Azurite.randomBytes(4, 100_000)), true);
+                    .upload(BinaryData.fromBytes(UpstreamReads.randomBytes(4, 100_000)), true);
             UpstreamException e = assertThrows(UpstreamException.class, () -> up.readFully(1000, ByteBuffer.allocate(10)));
             assertTrue(e.getMessage().contains("the blob changed since it was first read (status 412"), e.getMessage());
             e = assertThrows(UpstreamException.class, () -> up.openRange(1000, 10));

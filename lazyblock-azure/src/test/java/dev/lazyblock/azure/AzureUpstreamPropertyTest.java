@@ -1,14 +1,9 @@
 package dev.lazyblock.azure;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
-import static org.junit.jupiter.api.Assertions.assertEquals;
-
 import com.azure.core.util.BinaryData;
 import dev.lazyblock.testing.Seeds;
+import dev.lazyblock.testing.UpstreamReads;
 import dev.lazyblock.upstream.Upstream;
-import java.nio.ByteBuffer;
-import java.util.Arrays;
-import java.util.Random;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
@@ -29,82 +24,19 @@ class AzureUpstreamPropertyTest {
     void upload() {
         config = server.config().build();
         container = server.newContainer();
-        object = Azurite.randomBytes(7, SIZE);
+        object = UpstreamReads.randomBytes(7, SIZE);
         config.clients(null, container).sync().getBlobClient("images/a.img").upload(BinaryData.fromBytes(object));
     }
 
     @Test
     void randomRangesMatchTheBlob() throws Exception {
         for (long seed : Seeds.seeds(4).toArray()) {
+            // A fresh upstream per seed: the first read finds the size from a Content-Range.
             Seeds.replayable(seed, () -> {
-                Random r = new Random(seed);
-                // A fresh upstream per seed: the first read finds the size from a Content-Range.
                 try (Upstream up = AzureBlobUpstream.open(config, new AzureLocation(container, "images/a.img"))) {
-                    for (int i = 0; i < 40; i++) {
-                        long[] range = randomRange(r);
-                        long off = range[0];
-                        int len = (int) range[1];
-                        String where = "read " + i + " [" + off + ", " + (off + len) + ")";
-
-                        ByteBuffer dst = r.nextBoolean() ? ByteBuffer.allocate(len + 16)
-                                : ByteBuffer.allocateDirect(len + 16);
-                        int pad = r.nextInt(17);
-                        dst.position(pad).limit(pad + len);
-                        up.readFully(off, dst);
-                        assertEquals(pad + len, dst.position(), where + ": readFully left the position");
-                        assertArrayEquals(expected(off, len), bytes(dst, pad, len), where + " via readFully");
-
-                        assertArrayEquals(expected(off, len), viaStream(up, off, len, r), where + " via openRange");
-                    }
-                    assertEquals(SIZE, up.size());
+                    UpstreamReads.assertRandomRangesMatch(up, object, seed, 40);
                 }
             });
         }
-    }
-
-    /** Offsets and lengths across the blob, a fair share of them ending at its last byte. */
-    private static long[] randomRange(Random r) {
-        int len = switch (r.nextInt(6)) {
-            case 0 -> 1;
-            case 1 -> 1 + r.nextInt(4096);
-            case 2 -> 4096;
-            default -> 1 + r.nextInt(512 * 1024);
-        };
-        long off = r.nextInt(4) == 0 ? SIZE - len : r.nextInt(SIZE - len + 1);
-        return new long[] {off, len};
-    }
-
-    private byte[] expected(long off, int len) {
-        return Arrays.copyOfRange(object, (int) off, (int) off + len);
-    }
-
-    private static byte[] bytes(ByteBuffer b, int from, int len) {
-        byte[] out = new byte[len];
-        b.duplicate().position(from).limit(from + len).get(out);
-        return out;
-    }
-
-    /** Reads a range stream in random-sized pieces, each into a fresh buffer of random kind. */
-    static byte[] viaStream(Upstream up, long off, int len, Random r) throws Exception {
-        byte[] out = new byte[len];
-        int got = 0;
-        try (Upstream.RangeStream s = up.openRange(off, len)) {
-            while (true) {
-                int size = 1 + r.nextInt(r.nextBoolean() ? 64 : 96 * 1024);
-                ByteBuffer buf = r.nextBoolean() ? ByteBuffer.allocate(size) : ByteBuffer.allocateDirect(size);
-                int n = s.read(buf);
-                if (n < 0) {
-                    break;
-                }
-                assertEquals(n, buf.position(), "read's count and the buffer's position");
-                if (got + n > len) {
-                    throw new AssertionError("stream yielded more than " + len + " bytes");
-                }
-                buf.flip().get(out, got, n);
-                got += n;
-            }
-        }
-        assertEquals(len, got, "bytes the stream yielded");
-        return out;
     }
 }

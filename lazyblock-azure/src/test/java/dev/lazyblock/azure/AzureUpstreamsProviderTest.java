@@ -1,5 +1,6 @@
 package dev.lazyblock.azure;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -51,7 +52,7 @@ class AzureUpstreamsProviderTest {
         assertInstanceOf(AzureUpstreamProvider.class, provider);
 
         String container = server.newContainer();
-        byte[] bytes = Azurite.randomBytes(41, 300_000);
+        byte[] bytes = UpstreamReads.randomBytes(41, 300_000);
         UpstreamProvider.StoreAndKey sk = provider.store("az://" + container + "/images/base.img");
         try (var store = sk.store()) {
             assertEquals("images/base.img", sk.key());

@@ -74,12 +74,6 @@ public final class Azurite implements BeforeAllCallback, AfterAllCallback {
         return name;
     }
 
-    public static byte[] randomBytes(long seed, int n) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
-    }
-
     void start() throws IOException, InterruptedException {
         Path bin = install();
         Path workspace = Files.createTempDirectory("azurite");

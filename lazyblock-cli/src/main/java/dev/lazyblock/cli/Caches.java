@@ -1,5 +1,6 @@
 package dev.lazyblock.cli;
 
+import dev.lazyblock.upstream.ConfigValues;
 import dev.lazyblock.cache.PersistentCache;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.device.LayeredImage;
@@ -48,8 +49,8 @@ final class Caches implements LayeredImage.CacheFactory {
      * is given (sizes like 20G, 512M, 4096).
      */
     static ChunkTier openTier(Path dir, String budget, String floor) throws IOException {
-        long max = budget == null ? Long.MAX_VALUE : parseSize(budget);
-        long min = floor == null ? 0 : parseSize(floor);
+        long max = budget == null ? Long.MAX_VALUE : size("--tier-budget", budget);
+        long min = floor == null ? 0 : size("--tier-floor", floor);
         ChunkTier t = new ChunkTier(dir);
         if (budget != null || floor != null) {
             DiskBudget b = new DiskBudget(max, min, t.dir());
@@ -59,33 +60,11 @@ final class Caches implements LayeredImage.CacheFactory {
         return t;
     }
 
-    /** Bytes from {@code 123}, {@code 64K}, {@code 512M}, {@code 20G}, {@code 1T} (powers of 1024). */
-    static long parseSize(String s) {
-        String t = s.trim().toUpperCase(java.util.Locale.ROOT);
-        if (t.endsWith("IB")) {
-            t = t.substring(0, t.length() - 2);
-        } else if (t.endsWith("B")) {
-            t = t.substring(0, t.length() - 1);
-        }
-        int shift = 0;
-        if (!t.isEmpty()) {
-            switch (t.charAt(t.length() - 1)) {
-                case 'K' -> shift = 10;
-                case 'M' -> shift = 20;
-                case 'G' -> shift = 30;
-                case 'T' -> shift = 40;
-                default -> { }
-            }
-        }
-        String digits = shift == 0 ? t : t.substring(0, t.length() - 1);
+    private static long size(String option, String value) {
         try {
-            long v = Long.parseLong(digits.trim());
-            if (v < 0 || (shift > 0 && v > (Long.MAX_VALUE >> shift))) {
-                throw new NumberFormatException();
-            }
-            return v << shift;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("expected a size like 20G, 512M or 4096, got '" + s + "'");
+            return ConfigValues.size(value);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(option + ": " + e.getMessage(), e);
         }
     }
 

@@ -1,5 +1,6 @@
 package dev.lazyblock.cli;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -45,7 +46,7 @@ class AzureUrlsTest {
     @Test
     void getDownloadsAnAzBlob() throws Exception {
         String container = server.newContainer();
-        byte[] image = Azurite.randomBytes(9, 3 * (1 << 20) + 4321);
+        byte[] image = UpstreamReads.randomBytes(9, 3 * (1 << 20) + 4321);
         AzureConfig.fromEnvironment().clients(null, container).sync().getBlobClient("images/disk.img")
                 .upload(BinaryData.fromBytes(image));
         Path out = dir.resolve("disk.img");

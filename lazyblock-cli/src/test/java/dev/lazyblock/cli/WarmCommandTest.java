@@ -126,6 +126,6 @@ class WarmCommandTest {
         Run bad = run(new WarmCommand(), header.toString(), "--cache-dir", dir.resolve("host3").toString(), "--tier",
                 tier.toString(), "--tier-budget", "lots");
         assertEquals(2, bad.exit());
-        assertTrue(bad.err().contains("expected a size like 20G"), bad.err());
+        assertTrue(bad.err().contains("--tier-budget: 'lots' is not a size"), bad.err());
     }
 }

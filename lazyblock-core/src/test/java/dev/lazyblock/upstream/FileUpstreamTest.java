@@ -1,5 +1,7 @@
 package dev.lazyblock.upstream;
 
+import dev.lazyblock.testing.UpstreamReads;
+
 import dev.lazyblock.testing.Seeds;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -32,7 +34,7 @@ class FileUpstreamTest {
     Path dir;
 
     private Path file(long seed) throws IOException {
-        return RangeReads.writeRandomFile(dir, "image-" + seed, seed, SIZE);
+        return UpstreamReads.writeRandomFile(dir, "image-" + seed, seed, SIZE);
     }
 
     @Test
@@ -40,7 +42,7 @@ class FileUpstreamTest {
         for (long seed : Seeds.seeds(5).toArray()) {
             Seeds.replayable(seed, () -> {
                 try (FileUpstream up = new FileUpstream(file(seed))) {
-                    RangeReads.assertReadFullyMatches(up, Files.readAllBytes(up.path()), seed, 200);
+                    UpstreamReads.assertReadFullyMatches(up, Files.readAllBytes(up.path()), seed, 200);
                 }
             });
         }
@@ -51,7 +53,7 @@ class FileUpstreamTest {
         for (long seed : Seeds.seeds(5).toArray()) {
             Seeds.replayable(seed, () -> {
                 try (FileUpstream up = new FileUpstream(file(seed))) {
-                    RangeReads.assertStreamsMatch(up, Files.readAllBytes(up.path()), seed, 100);
+                    UpstreamReads.assertStreamsMatch(up, Files.readAllBytes(up.path()), seed, 100);
                 }
             });
         }
@@ -173,8 +175,8 @@ class FileUpstreamTest {
             for (int t = 0; t < 8; t++) {
                 long threadSeed = seed * 31 + t;
                 results.add(pool.submit(() -> {
-                    RangeReads.assertReadFullyMatches(up, data, threadSeed, 100);
-                    RangeReads.assertStreamsMatch(up, data, threadSeed, 20);
+                    UpstreamReads.assertReadFullyMatches(up, data, threadSeed, 100);
+                    UpstreamReads.assertStreamsMatch(up, data, threadSeed, 20);
                     return null;
                 }));
             }

@@ -1,5 +1,7 @@
 package dev.lazyblock.upstream;
 
+import dev.lazyblock.testing.UpstreamReads;
+
 import static java.nio.charset.StandardCharsets.US_ASCII;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -36,7 +38,7 @@ import org.junit.jupiter.api.function.Executable;
 @Timeout(60)
 class HttpUpstreamErrorsTest {
     private static final String QUERY = "?X-Amz-Signature=secret&X-Amz-Credential=AKIDsecret";
-    private static final byte[] OBJECT = RangeReads.randomBytes(7, 1000);
+    private static final byte[] OBJECT = UpstreamReads.randomBytes(7, 1000);
 
     private final CountDownLatch release = new CountDownLatch(1);
     private final ExecutorService executor = Executors.newCachedThreadPool();

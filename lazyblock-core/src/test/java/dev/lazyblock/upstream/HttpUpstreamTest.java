@@ -1,5 +1,7 @@
 package dev.lazyblock.upstream;
 
+import dev.lazyblock.testing.UpstreamReads;
+
 import dev.lazyblock.testing.JettyFileServer;
 import dev.lazyblock.testing.Await;
 import dev.lazyblock.testing.Seeds;
@@ -37,8 +39,8 @@ class HttpUpstreamTest {
 
     @BeforeAll
     static void serve() throws Exception {
-        data = Files.readAllBytes(RangeReads.writeRandomFile(dir, "image.raw", 42, SIZE));
-        RangeReads.writeRandomFile(dir, "big.raw", 43, BIG);
+        data = Files.readAllBytes(UpstreamReads.writeRandomFile(dir, "image.raw", 42, SIZE));
+        UpstreamReads.writeRandomFile(dir, "big.raw", 43, BIG);
         Files.write(dir.resolve("empty.raw"), new byte[0]);
         server = new JettyFileServer(dir);
     }
@@ -61,7 +63,7 @@ class HttpUpstreamTest {
     void randomReadFullyMatchesTheFile() throws Exception {
         try (HttpUpstream up = upstream("/image.raw")) {
             for (long seed : Seeds.seeds(3).toArray()) {
-                Seeds.replayable(seed, () -> RangeReads.assertReadFullyMatches(up, data, seed, 150));
+                Seeds.replayable(seed, () -> UpstreamReads.assertReadFullyMatches(up, data, seed, 150));
             }
         }
     }
@@ -70,7 +72,7 @@ class HttpUpstreamTest {
     void randomStreamsMatchTheFile() throws Exception {
         try (HttpUpstream up = upstream("/image.raw")) {
             for (long seed : Seeds.seeds(3).toArray()) {
-                Seeds.replayable(seed, () -> RangeReads.assertStreamsMatch(up, data, seed, 80));
+                Seeds.replayable(seed, () -> UpstreamReads.assertStreamsMatch(up, data, seed, 80));
             }
         }
     }
@@ -229,7 +231,7 @@ class HttpUpstreamTest {
             ByteBuffer dst = ByteBuffer.allocateDirect(BIG - 7);
             up.readFully(7, dst);
             dst.flip();
-            assertArrayEquals(Arrays.copyOfRange(big, 7, BIG), RangeReads.bytes(dst));
+            assertArrayEquals(Arrays.copyOfRange(big, 7, BIG), UpstreamReads.bytes(dst));
         }
     }
 

@@ -1,5 +1,7 @@
 package dev.lazyblock.upstream;
 
+import dev.lazyblock.testing.UpstreamReads;
+
 import dev.lazyblock.testing.Seeds;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -21,7 +23,7 @@ import org.junit.jupiter.api.io.TempDir;
 @Timeout(60)
 class SimulatedUpstreamTest {
     private static final int SIZE = 4 * 1024 * 1024;
-    private static final byte[] DATA = RangeReads.randomBytes(99, SIZE);
+    private static final byte[] DATA = UpstreamReads.randomBytes(99, SIZE);
 
     /** Fast enough for unit tests, slow enough that the pacing code really parks. */
     private static final LatencyModel FAST = new LatencyModel(100_000, 10_000_000_000L);
@@ -46,8 +48,8 @@ class SimulatedUpstreamTest {
         for (long seed : Seeds.seeds(3).toArray()) {
             Seeds.replayable(seed, () -> {
                 try (SimulatedUpstream up = new SimulatedUpstream(DATA, LatencyModel.NONE, 4096)) {
-                    RangeReads.assertReadFullyMatches(up, DATA, seed, 50);
-                    RangeReads.assertStreamsMatch(up, DATA, seed, 20);
+                    UpstreamReads.assertReadFullyMatches(up, DATA, seed, 50);
+                    UpstreamReads.assertStreamsMatch(up, DATA, seed, 20);
                 }
             });
         }
@@ -58,7 +60,7 @@ class SimulatedUpstreamTest {
         try (SimulatedUpstream up = new SimulatedUpstream(DATA, FAST)) {
             up.readFully(0, ByteBuffer.allocate(4096));
             up.readFully(8192, ByteBuffer.allocateDirect(100));
-            RangeReads.readStream(up, 0, 10_000, new Random(1), "whole stream");
+            UpstreamReads.readStream(up, 0, 10_000, new Random(1), "whole stream");
             try (Upstream.RangeStream s = up.openRange(0, 1 << 20)) {
                 s.read(ByteBuffer.allocate(3000)); // abandoned after one piece
             }
@@ -105,13 +107,13 @@ class SimulatedUpstreamTest {
 
     @Test
     void wrapsAnotherUpstream(@TempDir Path dir) throws IOException {
-        Path f = RangeReads.writeRandomFile(dir, "image", 5, 100_000);
-        byte[] data = RangeReads.randomBytes(5, 100_000);
+        Path f = UpstreamReads.writeRandomFile(dir, "image", 5, 100_000);
+        byte[] data = UpstreamReads.randomBytes(5, 100_000);
         try (SimulatedUpstream up = new SimulatedUpstream(new FileUpstream(f), FAST, 1000)) {
             assertEquals(100_000, up.size());
             assertTrue(up.name().contains(f.toString()), up.name());
             assertArrayEquals(Arrays.copyOfRange(data, 500, 70_500),
-                    RangeReads.readStream(up, 500, 70_000, new Random(5), "stream of a file"));
+                    UpstreamReads.readStream(up, 500, 70_000, new Random(5), "stream of a file"));
             assertEquals(70_000, up.bytesServed());
         }
     }

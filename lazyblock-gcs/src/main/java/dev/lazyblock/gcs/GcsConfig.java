@@ -1,5 +1,6 @@
 package dev.lazyblock.gcs;
 
+import dev.lazyblock.upstream.ConfigValues;
 import com.google.api.gax.retrying.RetrySettings;
 import com.google.auth.Credentials;
 import com.google.auth.oauth2.GoogleCredentials;
@@ -11,7 +12,6 @@ import dev.lazyblock.s3.S3Config;
 import java.io.IOException;
 import java.io.InputStream;
 import java.net.URI;
-import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -146,7 +146,7 @@ public final class GcsConfig {
         ENDPOINT("lazyblock.gcs.endpoint", "LAZYBLOCK_GCS_ENDPOINT", null) {
             @Override
             void apply(Builder b, String v) {
-                b.endpoint(parseUri(v));
+                b.endpoint(ConfigValues.uri(v));
             }
         },
         CREDENTIALS("lazyblock.gcs.credentials", "LAZYBLOCK_GCS_CREDENTIALS", null) {
@@ -158,7 +158,7 @@ public final class GcsConfig {
         ANONYMOUS("lazyblock.gcs.anonymous", "LAZYBLOCK_GCS_ANONYMOUS", null) {
             @Override
             void apply(Builder b, String v) {
-                b.anonymous(parseBoolean(v));
+                b.anonymous(ConfigValues.bool(v));
             }
         },
         HMAC_ACCESS_ID("lazyblock.gcs.hmacAccessId", "LAZYBLOCK_GCS_HMAC_ACCESS_ID", null) {
@@ -186,31 +186,31 @@ public final class GcsConfig {
         RETRY_BASE_DELAY("lazyblock.gcs.retryBaseDelay", "LAZYBLOCK_GCS_RETRY_BASE_DELAY", null) {
             @Override
             void apply(Builder b, String v) {
-                b.retryBaseDelay(Settings.parseDuration(v));
+                b.retryBaseDelay(ConfigValues.duration(v));
             }
         },
         CONNECT_TIMEOUT("lazyblock.gcs.connectTimeout", "LAZYBLOCK_GCS_CONNECT_TIMEOUT", null) {
             @Override
             void apply(Builder b, String v) {
-                b.connectTimeout(Settings.parseDuration(v));
+                b.connectTimeout(ConfigValues.duration(v));
             }
         },
         READ_TIMEOUT("lazyblock.gcs.readTimeout", "LAZYBLOCK_GCS_READ_TIMEOUT", null) {
             @Override
             void apply(Builder b, String v) {
-                b.readTimeout(Settings.parseDuration(v));
+                b.readTimeout(ConfigValues.duration(v));
             }
         },
         CALL_TIMEOUT("lazyblock.gcs.callTimeout", "LAZYBLOCK_GCS_CALL_TIMEOUT", null) {
             @Override
             void apply(Builder b, String v) {
-                b.callTimeout(Settings.parseDuration(v));
+                b.callTimeout(ConfigValues.duration(v));
             }
         },
         UPLOAD_CHUNK_SIZE("lazyblock.gcs.uploadChunkSize", "LAZYBLOCK_GCS_UPLOAD_CHUNK_SIZE", null) {
             @Override
             void apply(Builder b, String v) {
-                long n = Settings.parseSize(v);
+                long n = ConfigValues.size(v);
                 if (n > Integer.MAX_VALUE) {
                     throw new IllegalArgumentException("'" + v + "' is more than 2 GiB");
                 }
@@ -417,17 +417,17 @@ public final class GcsConfig {
         }
 
         public Builder connectTimeout(Duration d) {
-            this.connectTimeout = positive("connect timeout", d);
+            this.connectTimeout = ConfigValues.positive("connect timeout", d);
             return this;
         }
 
         public Builder readTimeout(Duration d) {
-            this.readTimeout = positive("read timeout", d);
+            this.readTimeout = ConfigValues.positive("read timeout", d);
             return this;
         }
 
         public Builder callTimeout(Duration d) {
-            this.callTimeout = positive("call timeout", d);
+            this.callTimeout = ConfigValues.positive("call timeout", d);
             return this;
         }
 
@@ -440,7 +440,7 @@ public final class GcsConfig {
         }
 
         public Builder retryBaseDelay(Duration d) {
-            positive("retry base delay", d);
+            ConfigValues.positive("retry base delay", d);
             if (d.compareTo(MAX_RETRY_DELAY) > 0) {
                 throw new IllegalArgumentException("retry base delay must be at most 20 s, got " + d);
             }
@@ -461,28 +461,4 @@ public final class GcsConfig {
         }
     }
 
-    private static Duration positive(String what, Duration d) {
-        if (d == null || d.isNegative() || d.isZero()) {
-            throw new IllegalArgumentException(what + " must be positive, got " + d);
-        }
-        return d;
-    }
-
-    private static boolean parseBoolean(String v) {
-        if (v.equalsIgnoreCase("true")) {
-            return true;
-        }
-        if (v.equalsIgnoreCase("false")) {
-            return false;
-        }
-        throw new IllegalArgumentException("'" + v + "' is not true or false");
-    }
-
-    private static URI parseUri(String v) {
-        try {
-            return new URI(v);
-        } catch (URISyntaxException e) {
-            throw new IllegalArgumentException("not a URL: " + e.getReason());
-        }
-    }
 }

@@ -1,5 +1,6 @@
 package dev.lazyblock.gcs;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -51,7 +52,7 @@ class GcsUpstreamsProviderTest {
         try (var s3 = TestGcs.admin(server.getUri())) {
             s3.createBucket(b -> b.bucket(TestGcs.BUCKET));
         }
-        byte[] bytes = TestGcs.randomBytes(41, 300_000);
+        byte[] bytes = UpstreamReads.randomBytes(41, 300_000);
         String url = "gs://" + TestGcs.BUCKET + "/images/base.img";
         UpstreamProvider provider = new GcsUpstreamProvider();
         UpstreamProvider.StoreAndKey sk = provider.store(url);

@@ -1,5 +1,6 @@
 package dev.lazyblock.gcs;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -36,7 +37,7 @@ class GcsXmlErrorsTest {
 
     @BeforeEach
     void upload() {
-        bytes = TestGcs.randomBytes(5, 2 << 20);
+        bytes = UpstreamReads.randomBytes(5, 2 << 20);
         try (var s3 = TestGcs.admin(server.getUri())) {
             s3.createBucket(b -> b.bucket(TestGcs.BUCKET));
             s3.putObject(b -> b.bucket(TestGcs.BUCKET).key(KEY), RequestBody.fromBytes(bytes));
@@ -70,7 +71,7 @@ class GcsXmlErrorsTest {
                     : Fault.PASS);
             GcsConfig config = TestGcs.xml(proxy.uri()).retryBaseDelay(Duration.ofMillis(20)).build();
             try (Upstream up = GcsXmlUpstream.open(config, new GcsLocation(TestGcs.BUCKET, KEY))) {
-                byte[] got = GcsXmlUpstreamPropertyTest.viaStream(up, 100, bytes.length - 100, new java.util.Random(4));
+                byte[] got = UpstreamReads.readStream(up, 100, bytes.length - 100, new java.util.Random(4), "openRange");
                 assertArrayEquals(Arrays.copyOfRange(bytes, 100, bytes.length), got);
             }
             List<FaultProxy.Request> requests = proxy.requests("GET", KEY);

@@ -1,7 +1,6 @@
 package dev.lazyblock.gcs;
 
 import java.net.URI;
-import java.util.Random;
 import org.gaul.s3proxy.junit.S3ProxyExtension;
 import software.amazon.awssdk.services.s3.S3Client;
 
@@ -35,9 +34,4 @@ final class TestGcs {
         return xml(endpoint).build().xmlConfig().newClient();
     }
 
-    static byte[] randomBytes(long seed, int n) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
-    }
 }

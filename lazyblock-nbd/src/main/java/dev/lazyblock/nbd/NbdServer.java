@@ -1,5 +1,6 @@
 package dev.lazyblock.nbd;
 
+import dev.lazyblock.upstream.ConfigValues;
 import java.io.IOException;
 import java.net.Inet6Address;
 import java.net.InetAddress;
@@ -130,13 +131,13 @@ public final class NbdServer implements AutoCloseable {
 
         /** A client that has not chosen an export by then is disconnected (default 30 s). */
         public Builder handshakeTimeout(Duration d) {
-            this.handshakeTimeout = positive(d, "handshake timeout");
+            this.handshakeTimeout = ConfigValues.positive("handshake timeout", d);
             return this;
         }
 
         /** How long a closing connection waits for its requests in flight (default 90 s). */
         public Builder drainTimeout(Duration d) {
-            this.drainTimeout = positive(d, "drain timeout");
+            this.drainTimeout = ConfigValues.positive("drain timeout", d);
             return this;
         }
 
@@ -148,13 +149,6 @@ public final class NbdServer implements AutoCloseable {
             }
             this.connectionBudget = bytes;
             return this;
-        }
-
-        private static Duration positive(Duration d, String what) {
-            if (d.isNegative() || d.isZero()) {
-                throw new IllegalArgumentException(what + " must be positive, got " + d);
-            }
-            return d;
         }
 
         /** Binds and starts accepting clients. */

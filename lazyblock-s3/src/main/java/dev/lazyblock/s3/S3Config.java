@@ -1,7 +1,7 @@
 package dev.lazyblock.s3;
 
+import dev.lazyblock.upstream.ConfigValues;
 import java.net.URI;
-import java.net.URISyntaxException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -165,7 +165,7 @@ public final class S3Config {
         ENDPOINT("lazyblock.s3.endpoint", "LAZYBLOCK_S3_ENDPOINT") {
             @Override
             void apply(Builder b, String v) {
-                b.endpoint(parseUri(v));
+                b.endpoint(ConfigValues.uri(v));
             }
         },
         /** Region, e.g. {@code eu-west-1}. */
@@ -179,14 +179,14 @@ public final class S3Config {
         PATH_STYLE("lazyblock.s3.pathStyle", "LAZYBLOCK_S3_PATH_STYLE") {
             @Override
             void apply(Builder b, String v) {
-                b.pathStyle(parseBoolean(v));
+                b.pathStyle(ConfigValues.bool(v));
             }
         },
         /** {@code true}: unsigned requests, for public buckets. */
         ANONYMOUS("lazyblock.s3.anonymous", "LAZYBLOCK_S3_ANONYMOUS") {
             @Override
             void apply(Builder b, String v) {
-                if (parseBoolean(v)) {
+                if (ConfigValues.bool(v)) {
                     b.anonymous();
                 }
             }
@@ -194,75 +194,75 @@ public final class S3Config {
         MAX_ATTEMPTS("lazyblock.s3.maxAttempts", "LAZYBLOCK_S3_MAX_ATTEMPTS") {
             @Override
             void apply(Builder b, String v) {
-                b.maxAttempts(parseInt(v));
+                b.maxAttempts(ConfigValues.wholeNumber(v));
             }
         },
         /** Back-off base after an error (a reset, a 500); doubles per retry. */
         RETRY_BASE_DELAY("lazyblock.s3.retryBaseDelay", "LAZYBLOCK_S3_RETRY_BASE_DELAY") {
             @Override
             void apply(Builder b, String v) {
-                b.retryBaseDelay(parseDuration(v));
+                b.retryBaseDelay(ConfigValues.duration(v));
             }
         },
         /** Back-off base after throttling (503 SlowDown); doubles per retry. */
         THROTTLE_BASE_DELAY("lazyblock.s3.throttleBaseDelay", "LAZYBLOCK_S3_THROTTLE_BASE_DELAY") {
             @Override
             void apply(Builder b, String v) {
-                b.throttleBaseDelay(parseDuration(v));
+                b.throttleBaseDelay(ConfigValues.duration(v));
             }
         },
         MAX_CONNECTIONS("lazyblock.s3.maxConnections", "LAZYBLOCK_S3_MAX_CONNECTIONS") {
             @Override
             void apply(Builder b, String v) {
-                b.maxConnections(parseInt(v));
+                b.maxConnections(ConfigValues.wholeNumber(v));
             }
         },
         CONNECT_TIMEOUT("lazyblock.s3.connectTimeout", "LAZYBLOCK_S3_CONNECT_TIMEOUT") {
             @Override
             void apply(Builder b, String v) {
-                b.connectTimeout(parseDuration(v));
+                b.connectTimeout(ConfigValues.duration(v));
             }
         },
         SOCKET_TIMEOUT("lazyblock.s3.socketTimeout", "LAZYBLOCK_S3_SOCKET_TIMEOUT") {
             @Override
             void apply(Builder b, String v) {
-                b.socketTimeout(parseDuration(v));
+                b.socketTimeout(ConfigValues.duration(v));
             }
         },
         ATTEMPT_TIMEOUT("lazyblock.s3.attemptTimeout", "LAZYBLOCK_S3_ATTEMPT_TIMEOUT") {
             @Override
             void apply(Builder b, String v) {
-                b.apiCallAttemptTimeout(parseDuration(v));
+                b.apiCallAttemptTimeout(ConfigValues.duration(v));
             }
         },
         CALL_TIMEOUT("lazyblock.s3.callTimeout", "LAZYBLOCK_S3_CALL_TIMEOUT") {
             @Override
             void apply(Builder b, String v) {
-                b.apiCallTimeout(parseDuration(v));
+                b.apiCallTimeout(ConfigValues.duration(v));
             }
         },
         UPLOAD_ATTEMPT_TIMEOUT("lazyblock.s3.uploadAttemptTimeout", "LAZYBLOCK_S3_UPLOAD_ATTEMPT_TIMEOUT") {
             @Override
             void apply(Builder b, String v) {
-                b.uploadAttemptTimeout(parseDuration(v));
+                b.uploadAttemptTimeout(ConfigValues.duration(v));
             }
         },
         PART_SIZE("lazyblock.s3.partSize", "LAZYBLOCK_S3_PART_SIZE") {
             @Override
             void apply(Builder b, String v) {
-                b.partSize(parseSize(v));
+                b.partSize(ConfigValues.size(v));
             }
         },
         MULTIPART_THRESHOLD("lazyblock.s3.multipartThreshold", "LAZYBLOCK_S3_MULTIPART_THRESHOLD") {
             @Override
             void apply(Builder b, String v) {
-                b.multipartThreshold(parseSize(v));
+                b.multipartThreshold(ConfigValues.size(v));
             }
         },
         UPLOAD_CONCURRENCY("lazyblock.s3.uploadConcurrency", "LAZYBLOCK_S3_UPLOAD_CONCURRENCY") {
             @Override
             void apply(Builder b, String v) {
-                b.uploadConcurrency(parseInt(v));
+                b.uploadConcurrency(ConfigValues.wholeNumber(v));
             }
         };
 
@@ -557,27 +557,27 @@ public final class S3Config {
         }
 
         public Builder connectTimeout(Duration d) {
-            this.connectTimeout = positive(d, "connect timeout");
+            this.connectTimeout = ConfigValues.positive("connect timeout", d);
             return this;
         }
 
         public Builder socketTimeout(Duration d) {
-            this.socketTimeout = positive(d, "socket timeout");
+            this.socketTimeout = ConfigValues.positive("socket timeout", d);
             return this;
         }
 
         public Builder apiCallAttemptTimeout(Duration d) {
-            this.apiCallAttemptTimeout = positive(d, "attempt timeout");
+            this.apiCallAttemptTimeout = ConfigValues.positive("attempt timeout", d);
             return this;
         }
 
         public Builder apiCallTimeout(Duration d) {
-            this.apiCallTimeout = positive(d, "call timeout");
+            this.apiCallTimeout = ConfigValues.positive("call timeout", d);
             return this;
         }
 
         public Builder uploadAttemptTimeout(Duration d) {
-            this.uploadAttemptTimeout = positive(d, "upload attempt timeout");
+            this.uploadAttemptTimeout = ConfigValues.positive("upload attempt timeout", d);
             return this;
         }
 
@@ -658,81 +658,4 @@ public final class S3Config {
         return d;
     }
 
-    private static Duration positive(Duration d, String what) {
-        if (d == null || d.isNegative() || d.isZero()) {
-            throw new IllegalArgumentException(what + " must be positive, got " + d);
-        }
-        return d;
-    }
-
-    static URI parseUri(String v) {
-        try {
-            return new URI(v);
-        } catch (URISyntaxException e) {
-            // The value is left out: a mistyped endpoint may carry user info.
-            throw new IllegalArgumentException("not a URL: " + e.getReason() + " at index " + e.getIndex());
-        }
-    }
-
-    static boolean parseBoolean(String v) {
-        return switch (v.toLowerCase(Locale.ROOT)) {
-            case "true", "yes", "1", "on" -> true;
-            case "false", "no", "0", "off" -> false;
-            default -> throw new IllegalArgumentException("'" + v + "' is not true or false");
-        };
-    }
-
-    static int parseInt(String v) {
-        try {
-            return Integer.parseInt(v);
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("'" + v + "' is not a whole number");
-        }
-    }
-
-    /** {@code 30} (seconds), {@code 500ms}, {@code 30s}, {@code 2m}, or ISO-8601 {@code PT30S}. */
-    static Duration parseDuration(String v) {
-        String s = v.toLowerCase(Locale.ROOT);
-        try {
-            if (s.startsWith("p")) {
-                return Duration.parse(v);
-            }
-            if (s.endsWith("ms")) {
-                return Duration.ofMillis(Long.parseLong(s.substring(0, s.length() - 2).strip()));
-            }
-            if (s.endsWith("s")) {
-                return Duration.ofSeconds(Long.parseLong(s.substring(0, s.length() - 1).strip()));
-            }
-            if (s.endsWith("m")) {
-                return Duration.ofMinutes(Long.parseLong(s.substring(0, s.length() - 1).strip()));
-            }
-            return Duration.ofSeconds(Long.parseLong(s));
-        } catch (RuntimeException e) {
-            throw new IllegalArgumentException("'" + v + "' is not a duration (30, 500ms, 30s, 2m or PT30S)");
-        }
-    }
-
-    /** Bytes, or with a binary unit: {@code 16MiB}, {@code 16M}, {@code 512KiB}, {@code 1G}. */
-    static long parseSize(String v) {
-        String s = v.strip();
-        String lower = s.toLowerCase(Locale.ROOT);
-        int shift = 0;
-        for (String[] unit : new String[][] {{"kib", "10"}, {"mib", "20"}, {"gib", "30"}, {"k", "10"}, {"m", "20"},
-                {"g", "30"}}) {
-            if (lower.endsWith(unit[0])) {
-                s = s.substring(0, s.length() - unit[0].length()).strip();
-                shift = Integer.parseInt(unit[1]);
-                break;
-            }
-        }
-        try {
-            long n = Long.parseLong(s);
-            if (n < 0 || Long.numberOfLeadingZeros(n) <= shift) {
-                throw new NumberFormatException();
-            }
-            return n << shift;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("'" + v + "' is not a size (bytes, or 16MiB, 16M, 512KiB)");
-        }
-    }
 }

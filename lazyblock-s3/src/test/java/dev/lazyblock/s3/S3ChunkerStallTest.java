@@ -1,5 +1,6 @@
 package dev.lazyblock.s3;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -61,7 +62,7 @@ class S3ChunkerStallTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        image = TestS3.randomBytes(99, SIZE);
+        image = UpstreamReads.randomBytes(99, SIZE);
         TestS3.bucketWith(server.getUri(), KEY, image);
         proxy = new FaultProxy(server.getUri());
     }

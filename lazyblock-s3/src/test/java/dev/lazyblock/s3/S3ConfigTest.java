@@ -141,16 +141,4 @@ class S3ConfigTest {
             assertEquals(Region.US_EAST_1, client.serviceClientConfiguration().region());
         }
     }
-
-    @Test
-    void parsesSizesAndDurations() {
-        assertEquals(5L << 20, S3Config.parseSize("5MiB"));
-        assertEquals(5L << 30, S3Config.parseSize("5 GiB"));
-        assertEquals(512L << 10, S3Config.parseSize("512k"));
-        assertEquals(1234, S3Config.parseSize("1234"));
-        assertThrows(IllegalArgumentException.class, () -> S3Config.parseSize("-1"));
-        assertThrows(IllegalArgumentException.class, () -> S3Config.parseSize("99999999999G"));
-        assertEquals(Duration.ofSeconds(30), S3Config.parseDuration("30"));
-        assertThrows(IllegalArgumentException.class, () -> S3Config.parseDuration("soon"));
-    }
 }

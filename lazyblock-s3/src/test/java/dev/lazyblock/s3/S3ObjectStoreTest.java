@@ -1,5 +1,6 @@
 package dev.lazyblock.s3;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -68,7 +69,7 @@ class S3ObjectStoreTest {
 
     @Test
     void roundTripOfAMultipartFileAndASmallObject() throws Exception {
-        byte[] image = TestS3.randomBytes(31, (int) (40 * MIB + 12_345));
+        byte[] image = UpstreamReads.randomBytes(31, (int) (40 * MIB + 12_345));
         Path file = Files.write(dir.resolve("layer.img"), image);
         byte[] header = "lazyblock header v1".getBytes(java.nio.charset.StandardCharsets.UTF_8);
         try (S3ObjectStore store = S3ObjectStore.open(smallParts(server.getUri()), TestS3.BUCKET, "builds/b1")) {
@@ -112,7 +113,7 @@ class S3ObjectStoreTest {
 
     @Test
     void aSmallFileIsOnePut() throws Exception {
-        byte[] bytes = TestS3.randomBytes(32, (int) (5 * MIB)); // at the threshold: not above it
+        byte[] bytes = UpstreamReads.randomBytes(32, (int) (5 * MIB)); // at the threshold: not above it
         Path file = Files.write(dir.resolve("small"), bytes);
         try (S3ObjectStore store = S3ObjectStore.open(smallParts(server.getUri()), TestS3.BUCKET, "")) {
             store.put("a/small", file);
@@ -134,7 +135,7 @@ class S3ObjectStoreTest {
         direct.abortMultipartUpload(b -> b.bucket(TestS3.BUCKET).key("probe").uploadId(probe));
         assertTrue(pendingUploads().isEmpty());
 
-        Path file = Files.write(dir.resolve("big"), TestS3.randomBytes(33, (int) (30 * MIB)));
+        Path file = Files.write(dir.resolve("big"), UpstreamReads.randomBytes(33, (int) (30 * MIB)));
         try (FaultProxy proxy = new FaultProxy(server.getUri())) {
             // Two parts' worth goes through; from then on every upload of more than 256 KiB on a
             // connection is reset, on every retry: parts fail, small requests (the abort) pass.
@@ -155,7 +156,7 @@ class S3ObjectStoreTest {
 
     @Test
     void aFileTruncatedDuringTheUploadIsRefusedAndAborted() throws Exception {
-        Path file = Files.write(dir.resolve("shrinks"), TestS3.randomBytes(34, (int) (11 * MIB)));
+        Path file = Files.write(dir.resolve("shrinks"), UpstreamReads.randomBytes(34, (int) (11 * MIB)));
         try (FaultProxy proxy = new FaultProxy(server.getUri())) {
             S3Config config = TestS3.config(proxy.uri()).partSize(5 * MIB).multipartThreshold(5 * MIB)
                     .uploadConcurrency(1).build();

@@ -1,5 +1,6 @@
 package dev.lazyblock.s3;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -52,7 +53,7 @@ class S3RangeResumeTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        object = TestS3.randomBytes(77, SIZE);
+        object = UpstreamReads.randomBytes(77, SIZE);
         etag = TestS3.bucketWith(server.getUri(), KEY, object);
         proxy = new FaultProxy(server.getUri());
     }
@@ -175,7 +176,7 @@ class S3RangeResumeTest {
             // Between the drop and the resume, another writer replaces the object (same size).
             try (S3Client direct = TestS3.config(server.getUri()).build().newClient()) {
                 direct.putObject(b -> b.bucket(TestS3.BUCKET).key(KEY),
-                        RequestBody.fromBytes(TestS3.randomBytes(78, SIZE)));
+                        RequestBody.fromBytes(UpstreamReads.randomBytes(78, SIZE)));
             }
             return Fault.PASS;
         });

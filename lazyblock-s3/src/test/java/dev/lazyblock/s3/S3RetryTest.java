@@ -1,5 +1,6 @@
 package dev.lazyblock.s3;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -49,7 +50,7 @@ class S3RetryTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        object = TestS3.randomBytes(5, SIZE);
+        object = UpstreamReads.randomBytes(5, SIZE);
         TestS3.bucketWith(server.getUri(), KEY, object);
         proxy = new FaultProxy(server.getUri());
     }

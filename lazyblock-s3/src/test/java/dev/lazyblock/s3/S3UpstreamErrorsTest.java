@@ -1,5 +1,6 @@
 package dev.lazyblock.s3;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -30,7 +31,7 @@ class S3UpstreamErrorsTest {
     void upload() {
         s3 = TestS3.config(server.getUri()).build().newClient();
         s3.createBucket(b -> b.bucket(TestS3.BUCKET));
-        object = TestS3.randomBytes(11, SIZE);
+        object = UpstreamReads.randomBytes(11, SIZE);
         s3.putObject(b -> b.bucket(TestS3.BUCKET).key("x/obj"), RequestBody.fromBytes(object));
     }
 
@@ -127,7 +128,7 @@ class S3UpstreamErrorsTest {
             ByteBuffer first = ByteBuffer.allocate(100);
             up.readFully(0, first);
             assertArrayEquals(Arrays.copyOf(object, 100), first.array());
-            byte[] other = TestS3.randomBytes(12, SIZE); // same size: only the ETag tells
+            byte[] other = UpstreamReads.randomBytes(12, SIZE); // same size: only the ETag tells
             s3.putObject(b -> b.bucket(TestS3.BUCKET).key("x/obj"), RequestBody.fromBytes(other));
             UpstreamException e = assertThrows(UpstreamException.class,
                     () -> up.readFully(100, ByteBuffer.allocate(100)));

@@ -1,7 +1,6 @@
 package dev.lazyblock.s3;
 
 import java.net.URI;
-import java.util.Random;
 import org.gaul.s3proxy.junit.S3ProxyExtension;
 
 /** The tests' S3: S3Proxy in-process on loopback, signing checked, with known fake credentials. */
@@ -39,9 +38,4 @@ final class TestS3 {
         }
     }
 
-    static byte[] randomBytes(long seed, int n) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
-    }
 }

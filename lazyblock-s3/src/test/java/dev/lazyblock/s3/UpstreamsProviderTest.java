@@ -1,5 +1,6 @@
 package dev.lazyblock.s3;
 
+import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -53,7 +54,7 @@ class UpstreamsProviderTest {
                 .findFirst().orElseThrow();
         assertInstanceOf(S3UpstreamProvider.class, provider);
 
-        byte[] bytes = TestS3.randomBytes(41, 300_000);
+        byte[] bytes = UpstreamReads.randomBytes(41, 300_000);
         UpstreamProvider.StoreAndKey sk = provider.store("s3://lazyblock-test/images/base.img");
         try (var store = sk.store()) {
             assertEquals("images/base.img", sk.key());
