@@ -88,6 +88,14 @@ abstract class Session {
                 return;
             }
             try {
+                // A reader that passed slice's check just before another fetch found the file
+                // truncated may have replaced that fetch's failed session with this one: ask for
+                // nothing more from the store for a cache that can no longer be trusted.
+                IOException failed = chunker.cache.failure();
+                if (failed != null) {
+                    fail(failed);
+                    return;
+                }
                 work.run();
             } catch (Throwable t) {
                 fail(t);
@@ -219,6 +227,9 @@ abstract class Session {
         }
         if (t instanceof CacheClosedException c) {
             throw new CacheClosedException(c.getMessage(), c);
+        }
+        if (t == chunker.cache.failure()) {
+            return new IOException(t.getMessage(), t); // the cache's own error, not the store's
         }
         return new UpstreamException(chunker.upstream.name(), chunkOff, chunkLen, "fetch failed: " + t.getMessage(), t);
     }
