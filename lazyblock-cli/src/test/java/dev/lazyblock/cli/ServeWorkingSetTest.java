@@ -3,7 +3,9 @@ package dev.lazyblock.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.device.WorkingSet;
+import dev.lazyblock.testing.Await;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -72,6 +74,13 @@ class ServeWorkingSetTest {
         Run second = Run.start(image.toString(), "--listen", "127.0.0.1:0", "--prefetch", ws.toString(),
                 "--cache-dir", dir.resolve("c2").toString());
         assertEquals(3L, second.command().prefetched.get(30, TimeUnit.SECONDS), "chunks prefetched");
+        // The prefetch is done when its reads are answered; the rest of each chunk may still be
+        // streaming in, and a client read landing before the chunk is whole is not a hit.
+        Chunker served = (Chunker) second.command().server.exports().getFirst().device();
+        for (long chunk : new long[] {20, 4, 36}) {
+            Await.until(() -> served.cache().isCached(chunk * MIB, 4 * MIB), Duration.ofSeconds(30),
+                    () -> "chunk at " + chunk + " MiB present after the prefetch");
+        }
         read(second.command().server.uri("disk.img"), offsets);
         String stats = second.stop();
         // The prefetch's own reads are the 3 misses; every client read was a hit.

@@ -138,10 +138,13 @@ abstract class AbstractChunker implements Chunker {
                 }
                 cache.writeAt(stage, 0, buf.position(), off + written);
                 written += buf.position();
+                if (written == len) {
+                    // Before the last readers are released: one who has its bytes sees them counted.
+                    metrics.remoteRead(upstream.name(), len, System.nanoTime() - t0);
+                }
                 landed.accept(written);
             }
         }
-        metrics.remoteRead(upstream.name(), len, System.nanoTime() - t0);
     }
 
     /** A session that will fetch chunk {@code chunkIndex}; not started yet. */

@@ -66,6 +66,10 @@ class ChunkTierTest {
                                 goodReads.incrementAndGet();
                             }
                         }
+                        // Every writer is done: the file is there and whole, however late this thread ran.
+                        assertTrue(t.read("build", 7, MemorySegment.ofArray(got)), "the chunk after every write");
+                        assertArrayEquals(chunk, got);
+                        goodReads.incrementAndGet();
                     } catch (Throwable e) {
                         errors[id] = e;
                     }

@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import java.time.Duration;
+import dev.lazyblock.testing.Await;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.upstream.FileUpstream;
 import java.io.IOException;
@@ -52,11 +54,8 @@ class FullDiskTest {
                              ChunkerOptions.DEFAULTS.withMetrics(m))) {
                     byte[] got = new byte[4096];
                     c.readAt(got, 0, got.length, 100); // the first chunk fits in 6 MiB
-                    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-                    while (!c.cache().isCached(0, CHUNK)) {
-                        assertTrue(System.nanoTime() < deadline, kind + ": first chunk landed");
-                        Thread.onSpinWait();
-                    }
+                    Await.until(() -> c.cache().isCached(0, CHUNK), Duration.ofSeconds(30),
+                            () -> kind + ": first chunk landed");
                     long last = 3L * CHUNK - 4096; // the third chunk's last block: past where the disk fills
                     if (kind == ChunkerKind.REQUEST_FIRST) {
                         // Its own block comes in a small request of its own while the streams for the
@@ -74,11 +73,8 @@ class FullDiskTest {
                         assertTrue(String.valueOf(e.getMessage()).contains("No space left on device")
                                 || String.valueOf(e.getCause()).contains("No space left on device"), kind + ": " + e);
                     }
-                    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-                    while (m.snapshot().fetchErrors() == 0) {
-                        assertTrue(System.nanoTime() < until, kind + ": the fetch failed");
-                        Thread.onSpinWait();
-                    }
+                    Await.until(() -> m.snapshot().fetchErrors() > 0, Duration.ofSeconds(30),
+                            () -> kind + ": the fetch failed");
                     assertFalse(c.cache().isCached(2L * CHUNK, CHUNK), kind + ": nothing half-written is marked present");
                     c.readAt(got, 0, got.length, 5000);
                     assertArrayEquals(Arrays.copyOfRange(image, 5000, 5000 + 4096), got, kind + ": earlier bytes intact");

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.lazyblock.testing.Await;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
@@ -85,11 +86,7 @@ class PageFaultHandlerTest {
         Process p = null;
         try {
             // The handler creates the socket; wait (bounded) for it before the VMM connects.
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (!Files.exists(socket)) {
-                assertTrue(System.nanoTime() < deadline, "handler socket appeared");
-                Thread.onSpinWait();
-            }
+            Await.until(() -> Files.exists(socket), Duration.ofSeconds(30), () -> "handler socket appeared");
             ProcessBuilder pb = new ProcessBuilder(vmm.toString(), socket.toString(), reference.toString(),
                     Integer.toString(SIZE), Integer.toString(threads), Integer.toString(touches), "5", Long.toString(badPage))
                     .redirectErrorStream(true);
@@ -211,11 +208,7 @@ class PageFaultHandlerTest {
                         served.completeExceptionally(t);
                     }
                 });
-                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-                while (!Files.exists(socket)) {
-                    assertTrue(System.nanoTime() < deadline, "handler socket appeared");
-                    Thread.onSpinWait();
-                }
+                Await.until(() -> Files.exists(socket), Duration.ofSeconds(30), () -> "handler socket appeared");
                 ProcessBuilder pb = new ProcessBuilder(vmm.toString(), socket.toString(), image.toString(),
                         Integer.toString(SIZE), "2", "50", "5", "-1").redirectErrorStream(true);
                 pb.environment().put("FAKE_VMM_WP", "1");

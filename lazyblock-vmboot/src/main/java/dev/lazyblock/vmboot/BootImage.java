@@ -155,7 +155,7 @@ public record BootImage(Path kernel, Path initrd, Path rootfs, long size, long b
         }
         init.append("""
                 i=0
-                while [ ! -b /dev/vda ] && [ $i -lt 1000 ]; do /bin/busybox usleep 10000; i=$((i+1)); done
+                while [ ! -b /dev/vda ] && [ $i -lt 3000 ]; do /bin/busybox usleep 10000; i=$((i+1)); done
                 /bin/busybox mount -t ext4 -o rw /dev/vda /newroot || { echo "%s"; /bin/busybox poweroff -f; }
                 /bin/busybox umount /proc
                 /bin/busybox mount --move /dev /newroot/dev

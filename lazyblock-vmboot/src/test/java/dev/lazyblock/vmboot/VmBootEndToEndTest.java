@@ -51,9 +51,9 @@ class VmBootEndToEndTest {
             DelayProxy.Counts fetched;
             try (ServeProcess serve = ServeProcess.start(parent, List.of("--writable", "--export-layer", "--chunker",
                     "request-first", "--export", "root"), store.environment(), serveLog())) {
-                boot = Qemu.boot(image, "file=" + serve.uri() + ",format=raw", Duration.ofMinutes(5));
+                boot = Qemu.boot(image, "file=" + serve.uri() + ",format=raw", Duration.ofMinutes(10));
                 fetched = store.counts();
-                exported = serve.stop(Duration.ofMinutes(2));
+                exported = serve.stop(Duration.ofMinutes(5));
                 assertTrue(exported.contains("stopped."), "serve did not stop cleanly; it printed:\n" + exported);
             }
             System.out.printf("booted under %s in %.2f s to the marker; fetched %,d bytes in %,d requests of a %,d-byte "

@@ -3,6 +3,8 @@ package dev.lazyblock.metrics.micrometer;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.time.Duration;
+import dev.lazyblock.testing.Await;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
@@ -43,11 +45,8 @@ class MetricsServerTest {
             CacheGauges.register(server.registry(), "image", chunker.cache());
             byte[] buf = new byte[4096];
             chunker.readAt(buf, 0, buf.length, 0);          // a miss: one 4 MiB fetch
-            long deadline = System.nanoTime() + 10_000_000_000L; // the chunk is marked just after its readers go
-            while (!chunker.cache().isCached(0, 4 << 20)) {
-                assertTrue(System.nanoTime() < deadline, "chunk marked present");
-                Thread.onSpinWait();
-            }
+            // The chunk is marked just after its readers go.
+            Await.until(() -> chunker.cache().isCached(0, 4 << 20), Duration.ofSeconds(30), () -> "chunk marked present");
             for (int i = 1; i <= 5; i++) {
                 chunker.readAt(buf, 0, buf.length, i * 4096L); // hits
             }
