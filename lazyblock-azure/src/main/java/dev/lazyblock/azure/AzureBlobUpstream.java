@@ -103,6 +103,13 @@ public final class AzureBlobUpstream implements Upstream {
         return p.getBlobSize();
     }
 
+    /** The ETag every request is pinned to, learned with the size. */
+    @Override
+    public String version() throws IOException {
+        size();
+        return etag;
+    }
+
     @Override
     public void readFully(long off, ByteBuffer dst) throws IOException {
         int len = dst.remaining();

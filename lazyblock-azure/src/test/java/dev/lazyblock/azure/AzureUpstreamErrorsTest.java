@@ -3,6 +3,8 @@ package dev.lazyblock.azure;
 import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -117,6 +119,12 @@ class AzureUpstreamErrorsTest {
             assertTrue(e.getMessage().contains("status 412"), e.getMessage());
             assertTrue(proxy.requests("GET", BLOB).stream().skip(1).allMatch(r -> r.header("if-match") != null),
                     proxy.requests().toString());
+            // The version a kept cache checks: the ETag pinned at the first read; the new blob has another.
+            String pinned = up.version();
+            try (Upstream fresh = open(viaProxy().build(), BLOB)) {
+                assertNotNull(fresh.version());
+                assertNotEquals(pinned, fresh.version());
+            }
         }
     }
 

@@ -72,12 +72,18 @@ final class Caches implements LayeredImage.CacheFactory {
         return persistent;
     }
 
+    /** A build's cache: builds never change, their identity says it all. */
     @Override
     public SparseCache create(String identity, long size, int blockSize) throws IOException {
+        return create(identity, null, size, blockSize);
+    }
+
+    /** The cache of an object whose bytes the store names by {@code version} (see Upstream#version). */
+    SparseCache create(String identity, String version, long size, int blockSize) throws IOException {
         if (!persistent) {
             return SparseCache.create(dir.resolve("image-" + UUID.randomUUID() + ".cache"), size, blockSize, blockSize);
         }
-        PersistentCache.Opened o = PersistentCache.open(dir, identity, size, blockSize, blockSize);
+        PersistentCache.Opened o = PersistentCache.open(dir, identity, version, size, blockSize, blockSize);
         opened.add(o);
         if (o.discarded() != null) {
             System.err.println("lazyblock: the saved cache of " + identity + " was discarded: " + o.discarded());

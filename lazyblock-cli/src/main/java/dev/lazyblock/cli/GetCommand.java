@@ -97,7 +97,9 @@ final class GetCommand implements Callable<Integer> {
         try (Upstream up = Upstreams.open(image)) {
             long size = up.size();
             int chunks = (int) ((size + chunk - 1) / chunk);
-            BitSet done = resumeState(state, size, chunk, chunks);
+            // Chunks written by an earlier run are kept only for the same object at the same version.
+            String identity = up.name() + "\n" + up.version();
+            BitSet done = resumeState(state, identity, size, chunk, chunks);
             long already = 0;
             for (int c = done.nextSetBit(0); c >= 0; c = done.nextSetBit(c + 1)) {
                 already += Math.min(chunk, size - c * chunk);
@@ -147,7 +149,7 @@ final class GetCommand implements Callable<Integer> {
                 }
                 file.force(true);
                 synchronized (done) {
-                    saveState(state, size, chunk, done);
+                    saveState(state, identity, size, chunk, done);
                 }
                 progress.finish();
                 if (failure != null) {
@@ -168,21 +170,38 @@ final class GetCommand implements Callable<Integer> {
         }
     }
 
-    /** The chunks an earlier run finished, if its state matches this image and chunk size. */
-    private BitSet resumeState(Path state, long size, long chunk, int chunks) throws IOException {
+    private static final long STATE_MAGIC = 0x4c42474554303032L; // "LBGET002"
+
+    /**
+     * The chunks an earlier run finished, if its state names this object, version, size and chunk
+     * size; otherwise none (the object was replaced, or OUT was another image's): start over.
+     */
+    private BitSet resumeState(Path state, String identity, long size, long chunk, int chunks) throws IOException {
         if (!Files.exists(state) || !Files.exists(out)) {
             return new BitSet(chunks);
         }
         ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(state));
-        if (b.remaining() < 16 || b.getLong() != size || b.getLong() != chunk) {
-            return new BitSet(chunks); // another image or chunking: start over
+        byte[] id = identity.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        if (b.remaining() < 28 || b.getLong() != STATE_MAGIC || b.getLong() != size || b.getLong() != chunk
+                || b.getInt() != id.length || b.remaining() < id.length) {
+            System.err.println("lazyblock get: " + state + " describes another image or chunk size: starting over");
+            return new BitSet(chunks);
+        }
+        byte[] saved = new byte[id.length];
+        b.get(saved);
+        if (!java.util.Arrays.equals(saved, id)) {
+            System.err.println("lazyblock get: the image changed since the interrupted run (" + state
+                    + " was saved for another version): starting over");
+            return new BitSet(chunks);
         }
         return BitSet.valueOf(b.slice());
     }
 
-    private static void saveState(Path state, long size, long chunk, BitSet done) throws IOException {
+    private static void saveState(Path state, String identity, long size, long chunk, BitSet done) throws IOException {
         byte[] bits = done.toByteArray();
-        ByteBuffer b = ByteBuffer.allocate(16 + bits.length).putLong(size).putLong(chunk).put(bits);
+        byte[] id = identity.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        ByteBuffer b = ByteBuffer.allocate(28 + id.length + bits.length).putLong(STATE_MAGIC).putLong(size)
+                .putLong(chunk).putInt(id.length).put(id).put(bits);
         Path tmp = state.resolveSibling(state.getFileName() + ".tmp");
         Files.write(tmp, b.array());
         Files.move(tmp, state, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);

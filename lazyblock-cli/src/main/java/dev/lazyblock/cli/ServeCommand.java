@@ -361,7 +361,7 @@ final class ServeCommand implements Callable<Integer> {
         Upstream up = Upstreams.open(image);
         closeLast.add(up);
         long size = up.size();
-        SparseCache cache = caches.create(up.name(), size, SparseCache.DEFAULT_BLOCK_SIZE);
+        SparseCache cache = caches.create(up.name(), up.version(), size, SparseCache.DEFAULT_BLOCK_SIZE);
         Chunker c;
         try {
             c = kind.create(up, cache, options);

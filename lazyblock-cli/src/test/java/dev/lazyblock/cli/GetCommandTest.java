@@ -7,6 +7,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -49,5 +50,29 @@ class GetCommandTest {
         assertEquals(-1, Files.mismatch(src, out), "the file is the image");
         assertTrue(Files.notExists(dir.resolve("out.img.lazyblock-get")), "state removed when done");
         assertTrue(log2.toString().contains("of 10.0 MiB (100%)"), "a summary line: " + log2);
+    }
+
+    @Test
+    void anImageReplacedAtTheSameSizeBetweenRunsIsFetchedAgainNotMixed() throws Exception {
+        byte[] before = new byte[6 * (1 << 20)];
+        new Random(9).nextBytes(before);
+        Path src = Files.write(dir.resolve("src.img"), before);
+        Path out = dir.resolve("out.img");
+        GetCommand first = new GetCommand();
+        first.stopAfterChunks = 3;
+        assertEquals(1, run(first, new ByteArrayOutputStream(), src.toString(), out.toString(), "--chunk-mib", "1",
+                "--parallel", "1"));
+
+        byte[] after = new byte[before.length];
+        new Random(10).nextBytes(after);
+        Files.write(src, after);
+        // Another modification time for sure, even on a file system with coarse timestamps.
+        Files.setLastModifiedTime(src, FileTime.from(Files.getLastModifiedTime(src).toInstant().plusSeconds(10)));
+
+        ByteArrayOutputStream log = new ByteArrayOutputStream();
+        assertEquals(0, run(new GetCommand(), log, src.toString(), out.toString(), "--chunk-mib", "1"), log.toString());
+        assertTrue(log.toString().contains("the image changed since the interrupted run"), log.toString());
+        assertTrue(log.toString().contains("(6 fetched now, 0 from an earlier run)"), log.toString());
+        assertEquals(-1, Files.mismatch(src, out), "the file is the new image, no chunk of the old one");
     }
 }

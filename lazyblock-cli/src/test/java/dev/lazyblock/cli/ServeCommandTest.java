@@ -288,6 +288,35 @@ class ServeCommandTest {
     }
 
     @Test
+    void aKeptCacheOfAnImageRewrittenAtTheSameSizeIsNotServed() throws Exception {
+        Path image = randomFile("disk.img", 8 << 20, 21);
+        Path kept = dir.resolve("kept-versions");
+        Running first = new Running(image.toString(), "--listen", "127.0.0.1:0", "--cache-dir", kept.toString());
+        ClientTools.run("nbdcopy", first.uri("disk.img"), dir.resolve("copy1").toString());
+        Chunker served = (Chunker) first.command.server.exports().getFirst().device();
+        Await.until(() -> served.cache().isCached(0, served.size()), Duration.ofSeconds(30),
+                () -> "the whole image marked present");
+        first.stop();
+
+        Running again = new Running(image.toString(), "--listen", "127.0.0.1:0", "--cache-dir", kept.toString());
+        assertTrue(again.out.toString().contains("(kept; 8,388,608 bytes present from earlier runs)"), again.out.toString());
+        again.stop();
+
+        byte[] rewritten = new byte[8 << 20];
+        new SplittableRandom(22).nextBytes(rewritten);
+        Files.write(image, rewritten);
+        Files.setLastModifiedTime(image, java.nio.file.attribute.FileTime.from(
+                Files.getLastModifiedTime(image).toInstant().plusSeconds(10)));
+
+        Running changed = new Running(image.toString(), "--listen", "127.0.0.1:0", "--cache-dir", kept.toString());
+        assertTrue(changed.out.toString().contains("(kept; 0 bytes present from earlier runs)"), changed.out.toString());
+        Path copy = dir.resolve("copy3");
+        ClientTools.run("nbdcopy", changed.uri("disk.img"), copy.toString());
+        assertEquals(-1, Files.mismatch(image, copy), "the rewritten image, not the bytes kept from the old one");
+        changed.stop();
+    }
+
+    @Test
     void badArgumentsExitWithTwo() {
         assertEquals(2, new CommandLine(new ServeCommand()).execute("x.img", "--chunker", "nope"));
         assertEquals(2, new CommandLine(new ServeCommand()).execute("x.img", "--listen", "nocolon"));

@@ -44,13 +44,16 @@ import org.slf4j.LoggerFactory;
  * granularity, and the cache file has the image's size; otherwise it is discarded with a logged
  * reason and the file's old blocks are released. The identity is what the caller knows of the
  * image (its name; the key hashes only that, so an image whose size changed replaces its old cache
- * instead of leaving it beside). An object rewritten in place with the same size is not detected:
- * the upstream interface carries no version or ETag.
+ * instead of leaving it beside). The version is what the store says of the object's bytes (an
+ * ETag, a generation; see {@link dev.lazyblock.upstream.Upstream#version}): an object rewritten
+ * under the same name, even at the same size, has another, and its saved map is discarded.
  */
 public final class PersistentCache {
     private static final Logger log = LoggerFactory.getLogger(PersistentCache.class);
 
-    private static final byte[] MAGIC = "LBPMAP01".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] MAGIC = "LBPMAP02".getBytes(StandardCharsets.US_ASCII);
+    /** Maps saved before versions were kept: no version to check, so never trusted. */
+    private static final byte[] MAGIC_V1 = "LBPMAP01".getBytes(StandardCharsets.US_ASCII);
 
     private PersistentCache() {}
 
@@ -105,19 +108,26 @@ public final class PersistentCache {
         }
     }
 
-    /** The cache of {@code identity} in {@code dir}, 4 KiB blocks and granularity. */
+    /** The cache of {@code identity} in {@code dir}, 4 KiB blocks and granularity, no version. */
     public static Opened open(Path dir, String identity, long size) throws IOException {
-        return open(dir, identity, size, SparseCache.DEFAULT_BLOCK_SIZE, SparseCache.DEFAULT_BLOCK_SIZE);
+        return open(dir, identity, null, size, SparseCache.DEFAULT_BLOCK_SIZE, SparseCache.DEFAULT_BLOCK_SIZE);
+    }
+
+    /** {@link #open(Path, String, String, long, int, long)} of an object that never changes (a build). */
+    public static Opened open(Path dir, String identity, long size, int blockSize, long granularity)
+            throws IOException {
+        return open(dir, identity, null, size, blockSize, granularity);
     }
 
     /**
-     * Opens (creating if need be) the persistent cache of {@code identity} in {@code dir}.
+     * Opens (creating if need be) the persistent cache of {@code identity} in {@code dir}. A map
+     * saved for another {@code version} (null: the store tells none) is discarded.
      *
      * @throws IOException if another open holds it (in this process or another), or the files
      *                     cannot be created, read or mapped
      */
-    public static Opened open(Path dir, String identity, long size, int blockSize, long granularity)
-            throws IOException {
+    public static Opened open(Path dir, String identity, String version, long size, int blockSize,
+                              long granularity) throws IOException {
         SparseCache.checkGeometry(size, blockSize, granularity);
         Files.createDirectories(dir);
         String key = key(identity);
@@ -150,7 +160,7 @@ public final class PersistentCache {
             byte[] saved = consume(map, dir);
             if (saved != null) {
                 try {
-                    presence = parse(saved, identity, size, blockSize, granularity, granules);
+                    presence = parse(saved, identity, version, size, blockSize, granularity, granules);
                 } catch (IOException e) {
                     discarded = e.getMessage();
                 }
@@ -180,7 +190,8 @@ public final class PersistentCache {
             fd = -1; // adopt owns it now, and closes it if mapping fails
             CountDownLatch released = new CountDownLatch(1);
             SparseCache cache = SparseCache.adopt(data.toString(), owned, size, blockSize, granularity,
-                    presence, new Saver(identity, size, blockSize, granularity, map, dir, lockChannel, released));
+                    presence, new Saver(identity, version, size, blockSize, granularity, map, dir, lockChannel,
+                            released));
             return new Opened(cache, restored, discarded, released);
         } catch (IOException | RuntimeException e) {
             if (fd >= 0) {
@@ -216,9 +227,13 @@ public final class PersistentCache {
         return bytes;
     }
 
-    private static PresenceBitmap parse(byte[] saved, String identity, long size, int blockSize, long granularity,
-                                        long granules) throws IOException {
+    private static PresenceBitmap parse(byte[] saved, String identity, String version, long size, int blockSize,
+                                        long granularity, long granules) throws IOException {
         ByteBuffer b = ByteBuffer.wrap(saved);
+        if (saved.length >= MAGIC_V1.length && java.util.Arrays.equals(saved, 0, MAGIC_V1.length, MAGIC_V1, 0,
+                MAGIC_V1.length)) {
+            throw new IOException("it was saved by an earlier lazyblock, which kept no version of the image");
+        }
         if (saved.length < MAGIC.length + 4 || !java.util.Arrays.equals(saved, 0, MAGIC.length, MAGIC, 0, MAGIC.length)) {
             throw new IOException("not a presence map (bad magic or too short: " + saved.length + " bytes)");
         }
@@ -234,11 +249,22 @@ public final class PersistentCache {
             byte[] id = new byte[b.getInt()];
             b.get(id);
             String savedId = new String(id, StandardCharsets.UTF_8);
+            int versionLength = b.getInt();
+            String savedVersion = null;
+            if (versionLength >= 0) {
+                byte[] v = new byte[versionLength];
+                b.get(v);
+                savedVersion = new String(v, StandardCharsets.UTF_8);
+            }
             long savedSize = b.getLong();
             int savedBlock = b.getInt();
             long savedGranularity = b.getLong();
             if (!savedId.equals(identity)) {
                 throw new IOException("it was saved for image '" + savedId + "', this is '" + identity + "'");
+            }
+            if (!java.util.Objects.equals(savedVersion, version)) {
+                throw new IOException("the image changed: the map was saved for " + describe(savedVersion)
+                        + ", the store now says " + describe(version));
             }
             if (savedSize != size) {
                 throw new IOException("it was saved for an image of " + savedSize + " bytes, the image now has " + size);
@@ -266,13 +292,25 @@ public final class PersistentCache {
         }
     }
 
-    private static byte[] serialize(String identity, long size, int blockSize, long granularity, PresenceBitmap p) {
+    private static String describe(String version) {
+        return version == null ? "no version" : "version '" + version + "'";
+    }
+
+    private static byte[] serialize(String identity, String version, long size, int blockSize, long granularity,
+                                    PresenceBitmap p) {
         ByteArrayOutputStream buf = new ByteArrayOutputStream();
         try (DataOutputStream out = new DataOutputStream(buf)) {
             out.write(MAGIC);
             byte[] id = identity.getBytes(StandardCharsets.UTF_8);
             out.writeInt(id.length);
             out.write(id);
+            if (version == null) {
+                out.writeInt(-1);
+            } else {
+                byte[] v = version.getBytes(StandardCharsets.UTF_8);
+                out.writeInt(v.length);
+                out.write(v);
+            }
             out.writeLong(size);
             out.writeInt(blockSize);
             out.writeLong(granularity);
@@ -304,7 +342,7 @@ public final class PersistentCache {
     }
 
     /** Saves the map at a clean close; releases the lock whatever happens. */
-    private record Saver(String identity, long size, int blockSize, long granularity, Path map, Path dir,
+    private record Saver(String identity, String version, long size, int blockSize, long granularity, Path map, Path dir,
                          FileChannel lockChannel, CountDownLatch done) implements SparseCache.Persistence {
         @Override
         public void save(int fd, PresenceBitmap presence) throws IOException {
@@ -313,7 +351,7 @@ public final class PersistentCache {
             Path tmp = tmpOf(map);
             try (FileChannel out = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                     StandardOpenOption.TRUNCATE_EXISTING)) {
-                ByteBuffer b = ByteBuffer.wrap(serialize(identity, size, blockSize, granularity, presence));
+                ByteBuffer b = ByteBuffer.wrap(serialize(identity, version, size, blockSize, granularity, presence));
                 while (b.hasRemaining()) {
                     out.write(b);
                 }

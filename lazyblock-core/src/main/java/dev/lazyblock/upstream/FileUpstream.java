@@ -6,7 +6,9 @@ import java.nio.ByteBuffer;
 import java.nio.channels.ClosedByInterruptException;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.FileChannel;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.StandardOpenOption;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -55,6 +57,17 @@ public final class FileUpstream implements Upstream {
     @Override
     public long size() throws IOException {
         return call(FileChannel::size);
+    }
+
+    /**
+     * The file's identity (device and inode) and modification time, asked now: a file replaced or
+     * rewritten in place changes one of them. (A file system that keeps no modification times
+     * cannot tell a rewrite in place; none that holds images is like that.)
+     */
+    @Override
+    public String version() throws IOException {
+        BasicFileAttributes a = Files.readAttributes(path, BasicFileAttributes.class);
+        return "file " + a.fileKey() + " modified " + a.lastModifiedTime().toInstant();
     }
 
     @Override

@@ -38,6 +38,12 @@ import org.slf4j.LoggerFactory;
  * within it, and its body then flows at the server's pace (the reader decides how long to wait
  * and closes the stream to give up).
  *
+ * <p>The first answer's validator is pinned: a strong {@code ETag} is sent as {@code If-Match}
+ * on every later request, and every answer's {@code ETag} (or, without one, its
+ * {@code Last-Modified}) must equal the first; an object replaced while it is read fails with
+ * "the object changed" instead of mixing two versions' bytes, even behind a server that ignores
+ * {@code If-Match}.
+ *
  * <p>Names and error messages never contain the URL's user info or query string: signed URLs
  * carry their credentials there.
  */
@@ -55,6 +61,12 @@ public final class HttpUpstream implements Upstream {
     private final Duration requestTimeout;
     /** -1 until asked for, or learned from a Content-Range. */
     private volatile long size = -1;
+    /**
+     * The first answer's ETag, or its Last-Modified prefixed with "last-modified "; null until
+     * an answer had one. Written once (racing first answers agree, or the loser is refused as a
+     * change); read by every request (If-Match) and every answer (compared).
+     */
+    private volatile String validator;
 
     /** With the default timeouts (10 s connect, 60 s per request). */
     public HttpUpstream(URI uri) {
@@ -124,11 +136,22 @@ public final class HttpUpstream implements Upstream {
         return found;
     }
 
+    /** The pinned ETag or Last-Modified (see the class comment), learned with the size. */
+    @Override
+    public String version() throws IOException {
+        size();
+        return validator;
+    }
+
     private long sizeFromHead() throws IOException {
         HttpRequest head = request().method("HEAD", HttpRequest.BodyPublishers.noBody()).build();
         HttpResponse<Void> r = send(head, HttpResponse.BodyHandlers.discarding(), 0, 0, null);
         OptionalLong length = r.headers().firstValueAsLong("Content-Length");
         if (r.statusCode() == 200 && length.isPresent() && length.getAsLong() >= 0) {
+            String changed = checkValidator(r.headers());
+            if (changed != null) {
+                throw error(0, 0, "finding the size: " + changed);
+            }
             return length.getAsLong();
         }
         log.debug("{}: HEAD answered status {}{}; asking for the size with a ranged GET", name,
@@ -140,6 +163,10 @@ public final class HttpUpstream implements Upstream {
         HttpRequest get = request().header("Range", Ranges.httpRange(0, 1)).GET().build();
         BodyHandler<Long> handler = info -> {
             ContentRange cr = ContentRange.parse(info.headers().firstValue("Content-Range").orElse(null));
+            String changed = info.statusCode() == 206 ? checkValidator(info.headers()) : null;
+            if (changed != null) {
+                return new RejectingSubscriber<>(error(0, 1, "finding the size: " + changed));
+            }
             if ((info.statusCode() == 206 || info.statusCode() == 416) && cr != null && cr.total() >= 0) {
                 return BodySubscribers.replacing(cr.total()); // at most a byte, or a short error page
             }
@@ -200,7 +227,12 @@ public final class HttpUpstream implements Upstream {
 
     private HttpRequest.Builder request() {
         // identity: a compressed body would not be the bytes the range names
-        return HttpRequest.newBuilder(uri).timeout(requestTimeout).header("Accept-Encoding", "identity");
+        HttpRequest.Builder b = HttpRequest.newBuilder(uri).timeout(requestTimeout).header("Accept-Encoding", "identity");
+        String pinned = validator;
+        if (pinned != null && pinned.startsWith("\"")) {
+            b.header("If-Match", pinned); // strong ETags only: If-Match compares strongly
+        }
+        return b;
     }
 
     private HttpRequest rangeRequest(long off, long len) {
@@ -217,8 +249,16 @@ public final class HttpUpstream implements Upstream {
             return "range not satisfiable (status 416)"
                     + (cr != null && cr.total() >= 0 ? ": the object is " + cr.total() + " bytes" : "");
         }
+        if (status == 412) {
+            return "the object changed since it was first read: status 412 Precondition Failed for If-Match "
+                    + validator;
+        }
         if (status != 206) {
             return unexpectedStatus(status);
+        }
+        String changed = checkValidator(headers);
+        if (changed != null) {
+            return changed;
         }
         ContentRange cr = ContentRange.parse(headers.firstValue("Content-Range").orElse(null));
         if (cr == null || !cr.covers(off, len)) {
@@ -238,6 +278,40 @@ public final class HttpUpstream implements Upstream {
             learnSize(cr.total());
         }
         return null;
+    }
+
+    /**
+     * Pins the first validator an answer carries; null if this answer agrees with it, else what
+     * changed. An answer without one is not held against the object (a proxy may strip it).
+     */
+    private String checkValidator(HttpHeaders headers) {
+        String etag = headers.firstValue("ETag").orElse(null);
+        String modified = headers.firstValue("Last-Modified").map(v -> "last-modified " + v).orElse(null);
+        String found = etag != null ? etag : modified;
+        if (found == null) {
+            return null;
+        }
+        String pinned = validator;
+        if (pinned == null) {
+            synchronized (this) {
+                if (validator == null) {
+                    validator = found;
+                    return null;
+                }
+                pinned = validator;
+            }
+        }
+        // Like with like: an answer lacking the kind pinned has nothing to compare.
+        String comparable = pinned.startsWith("last-modified ") ? modified : etag;
+        if (comparable == null || comparable.equals(pinned)) {
+            return null;
+        }
+        return "the object changed since it was first read: " + describe(comparable) + ", first read as "
+                + describe(pinned);
+    }
+
+    private static String describe(String validator) {
+        return validator.startsWith("last-modified ") ? "Last-Modified " + validator.substring(14) : "ETag " + validator;
     }
 
     private void learnSize(long total) {

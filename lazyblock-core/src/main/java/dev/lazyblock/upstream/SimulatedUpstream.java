@@ -62,6 +62,10 @@ public final class SimulatedUpstream implements Upstream {
     private interface Source {
         long size() throws IOException;
 
+        default String version() throws IOException {
+            return null; // bytes in memory: no store to ask
+        }
+
         void read(long off, ByteBuffer dst) throws IOException;
 
         void close() throws IOException;
@@ -133,6 +137,11 @@ public final class SimulatedUpstream implements Upstream {
             }
 
             @Override
+            public String version() throws IOException {
+                return upstream.version();
+            }
+
+            @Override
             public void read(long off, ByteBuffer dst) throws IOException {
                 upstream.readFully(off, dst);
             }
@@ -152,6 +161,11 @@ public final class SimulatedUpstream implements Upstream {
     @Override
     public long size() throws IOException {
         return source.size();
+    }
+
+    @Override
+    public String version() throws IOException {
+        return source.version();
     }
 
     @Override

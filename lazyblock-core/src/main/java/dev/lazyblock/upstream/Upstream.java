@@ -19,6 +19,17 @@ public interface Upstream extends Closeable {
     long size() throws IOException;
 
     /**
+     * What tells this object's bytes from other bytes once stored under the same name: an ETag, a
+     * generation, a file's inode and modification time; learned with the size, and pinned by the
+     * stores that can (a read of a replaced object then fails instead of mixing versions). Null if
+     * the store tells none. Whatever keeps bytes of the object across runs (a kept cache, a
+     * resumable download) must check it: same name and same size are not the same bytes.
+     */
+    default String version() throws IOException {
+        return null;
+    }
+
+    /**
      * Reads exactly {@code dst.remaining()} bytes starting at {@code off} into {@code dst}.
      *
      * @throws UpstreamException if the object ends before {@code off + dst.remaining()} (a short

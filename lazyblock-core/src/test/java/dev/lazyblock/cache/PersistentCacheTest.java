@@ -136,6 +136,57 @@ class PersistentCacheTest {
     }
 
     @Test
+    void aMapSavedForAnotherVersionOfTheImageIsDiscardedEvenAtTheSameSize() throws Exception {
+        Path caches = dir.resolve("caches");
+        try (SparseCache c = PersistentCache.open(caches, "image-v", "\"etag-1\"", 1 << 20, 4096, 4096).cache()) {
+            c.writeAt(new byte[4096], 0, 4096, 0);
+            c.setIsCached(0, 4096);
+        }
+        // The same version: trusted.
+        PersistentCache.Opened same = PersistentCache.open(caches, "image-v", "\"etag-1\"", 1 << 20, 4096, 4096);
+        try (SparseCache c = same.cache()) {
+            assertNull(same.discarded());
+            assertEquals(4096, same.restoredBytes());
+            assertTrue(c.isCached(0, 4096));
+        }
+        // Rewritten under the same name and size: not.
+        PersistentCache.Opened changed = PersistentCache.open(caches, "image-v", "\"etag-2\"", 1 << 20, 4096, 4096);
+        try (SparseCache c = changed.cache()) {
+            assertEquals("the image changed: the map was saved for version '\"etag-1\"', the store now says version "
+                    + "'\"etag-2\"'", changed.discarded());
+            assertEquals(0, changed.restoredBytes());
+            assertFalse(c.isCached(0, 4096));
+            c.writeAt(new byte[4096], 0, 4096, 0);
+            c.setIsCached(0, 4096);
+        }
+        // A store that stopped telling versions cannot vouch for the saved bytes either.
+        PersistentCache.Opened unknown = PersistentCache.open(caches, "image-v", null, 1 << 20, 4096, 4096);
+        try (SparseCache c = unknown.cache()) {
+            assertEquals("the image changed: the map was saved for version '\"etag-2\"', the store now says no version",
+                    unknown.discarded());
+            assertFalse(c.isCached(0, 4096));
+        }
+    }
+
+    @Test
+    void aMapSavedBeforeVersionsWereKeptIsDiscarded() throws Exception {
+        Path caches = dir.resolve("caches");
+        try (SparseCache c = PersistentCache.open(caches, "image-old", 1 << 20).cache()) {
+            c.writeAt(new byte[4096], 0, 4096, 0);
+            c.setIsCached(0, 4096);
+        }
+        Path map = caches.resolve(PersistentCache.key("image-old") + ".presence");
+        byte[] b = Files.readAllBytes(map);
+        b[7] = '1'; // LBPMAP02 -> LBPMAP01
+        Files.write(map, b);
+        PersistentCache.Opened opened = PersistentCache.open(caches, "image-old", 1 << 20);
+        try (SparseCache c = opened.cache()) {
+            assertEquals("it was saved by an earlier lazyblock, which kept no version of the image", opened.discarded());
+            assertFalse(c.isCached(0, 4096));
+        }
+    }
+
+    @Test
     void aCorruptMapIsDiscarded() throws Exception {
         Path caches = dir.resolve("caches");
         try (SparseCache c = PersistentCache.open(caches, "image-d", 1 << 20).cache()) {

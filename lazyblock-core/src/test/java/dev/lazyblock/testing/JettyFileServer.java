@@ -3,6 +3,9 @@ package dev.lazyblock.testing;
 import java.net.URI;
 import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.eclipse.jetty.http.content.HttpContent;
+import org.eclipse.jetty.http.content.ResourceHttpContentFactory;
+import org.eclipse.jetty.io.ByteBufferPool;
 import org.eclipse.jetty.io.ConnectionStatistics;
 import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.Request;
@@ -28,13 +31,26 @@ public final class JettyFileServer implements AutoCloseable {
     private volatile boolean refuseHead;
 
     public JettyFileServer(Path root) throws Exception {
+        this(root, false);
+    }
+
+    /** With {@code etags}, answers carry a (weak) ETag and honour If-Match. */
+    public JettyFileServer(Path root, boolean etags) throws Exception {
         connector.setHost("127.0.0.1");
         connector.setPort(0);
         connector.addBean(connections);
         server.addConnector(connector);
-        ResourceHandler files = new ResourceHandler();
+        ResourceHandler files = new ResourceHandler() {
+            @Override
+            protected HttpContent.Factory newHttpContentFactory(ByteBufferPool.Sized pool) {
+                // No cache of contents or validators: a file replaced on disk is served as it is
+                // now, as an object store serves a replaced object.
+                return new ResourceHttpContentFactory(getBaseResource(), getMimeTypes(), pool);
+            }
+        };
         files.setBaseResource(ResourceFactory.of(files).newResource(root));
         files.setDirAllowed(false);
+        files.setEtags(etags);
         server.setHandler(new Handler.Wrapper(files) {
             @Override
             public boolean handle(Request request, Response response, Callback callback) throws Exception {

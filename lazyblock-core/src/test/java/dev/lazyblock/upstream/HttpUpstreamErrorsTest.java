@@ -291,6 +291,45 @@ class HttpUpstreamErrorsTest {
     }
 
     @Test
+    void aStrongETagIsSentAsIfMatchAndA412IsAChangedObject() throws IOException {
+        java.util.List<String> ifMatch = new java.util.concurrent.CopyOnWriteArrayList<>();
+        AtomicInteger calls = new AtomicInteger();
+        try (HttpUpstream up = serve(ex -> {
+            ifMatch.add(String.valueOf(ex.getRequestHeaders().getFirst("If-Match")));
+            if (calls.incrementAndGet() == 3) { // the object was replaced since
+                ex.sendResponseHeaders(412, -1);
+                return;
+            }
+            long[] r = requested(ex);
+            int len = (int) (r[1] - r[0] + 1);
+            ex.getResponseHeaders().set("ETag", "\"v1\"");
+            sendRange(ex, "bytes " + r[0] + "-" + r[1] + "/1000", len, Arrays.copyOfRange(OBJECT, (int) r[0], (int) r[1] + 1));
+        })) {
+            up.readFully(0, ByteBuffer.allocate(10));
+            assertEquals("\"v1\"", up.version());
+            up.readFully(10, ByteBuffer.allocate(10));
+            assertMessage(assertNoSecret(UpstreamException.class, () -> up.readFully(20, ByteBuffer.allocate(10))),
+                    "the object changed since it was first read: status 412 Precondition Failed for If-Match \"v1\"");
+        }
+        assertEquals(java.util.List.of("null", "\"v1\"", "\"v1\""), ifMatch, "If-Match on every request after the first");
+    }
+
+    @Test
+    void anAnswerWithAnotherETagIsRefusedEvenIfTheServerIgnoresIfMatch() throws IOException {
+        AtomicInteger calls = new AtomicInteger();
+        try (HttpUpstream up = serve(ex -> {
+            long[] r = requested(ex);
+            int len = (int) (r[1] - r[0] + 1);
+            ex.getResponseHeaders().set("ETag", calls.incrementAndGet() == 1 ? "\"v1\"" : "\"v2\"");
+            sendRange(ex, "bytes " + r[0] + "-" + r[1] + "/1000", len, new byte[len]);
+        })) {
+            up.readFully(0, ByteBuffer.allocate(10));
+            assertMessage(assertNoSecret(UpstreamException.class, () -> up.readFully(0, ByteBuffer.allocate(10))),
+                    "the object changed since it was first read: ETag \"v2\", first read as ETag \"v1\"");
+        }
+    }
+
+    @Test
     void sizeWithoutHeadUsesTheContentRangeTotal() throws IOException {
         try (HttpUpstream up = serve(ex -> {
             if (ex.getRequestMethod().equals("HEAD")) {

@@ -85,6 +85,14 @@ public final class GcsUpstream implements Upstream {
         return b.getSize();
     }
 
+    /** The generation every read is pinned to, learned with the size. */
+    @Override
+    public String version() throws IOException {
+        size();
+        long g = generation;
+        return g < 0 ? null : "generation " + g;
+    }
+
     @Override
     public void readFully(long off, ByteBuffer dst) throws IOException {
         int len = dst.remaining();

@@ -45,6 +45,15 @@ public final class GcsXmlUpstream implements Upstream {
     }
 
     @Override
+    public String version() throws IOException {
+        try {
+            return inner.version();
+        } catch (UpstreamException e) {
+            throw rename(e);
+        }
+    }
+
+    @Override
     public void readFully(long off, ByteBuffer dst) throws IOException {
         try {
             inner.readFully(off, dst);

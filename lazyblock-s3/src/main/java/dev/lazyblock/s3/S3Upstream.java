@@ -128,6 +128,13 @@ public final class S3Upstream implements Upstream {
         return r.contentLength();
     }
 
+    /** The ETag every request is pinned to, learned with the size. */
+    @Override
+    public String version() throws IOException {
+        size();
+        return etag;
+    }
+
     @Override
     public void readFully(long off, ByteBuffer dst) throws IOException {
         int len = dst.remaining();

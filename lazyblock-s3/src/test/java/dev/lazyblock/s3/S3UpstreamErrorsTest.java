@@ -3,6 +3,7 @@ package dev.lazyblock.s3;
 import dev.lazyblock.testing.UpstreamReads;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -134,6 +135,12 @@ class S3UpstreamErrorsTest {
                     () -> up.readFully(100, ByteBuffer.allocate(100)));
             assertMentions(e, "s3://lazyblock-test/x/obj", "the object changed", "412");
             assertThrows(UpstreamException.class, () -> up.openRange(0, 10));
+            // The version a kept cache checks: the ETag pinned at the first read; the new object has another.
+            String now = s3.headObject(b -> b.bucket(TestS3.BUCKET).key("x/obj")).eTag();
+            assertNotEquals(now, up.version());
+            try (S3Upstream fresh = upstream("x/obj")) {
+                assertEquals(now, fresh.version());
+            }
         }
     }
 
