@@ -74,9 +74,12 @@ public final class Azurite implements BeforeAllCallback, AfterAllCallback {
         return name;
     }
 
+    /** Azurite's working directory while it runs. */
+    private Path workspace;
+
     void start() throws IOException, InterruptedException {
         Path bin = install();
-        Path workspace = Files.createTempDirectory("azurite");
+        workspace = Files.createTempDirectory("azurite");
         ProcessBuilder pb = new ProcessBuilder(bin.toString(), "--blobHost", "127.0.0.1", "--blobPort", "0",
                 "--inMemoryPersistence", "--extentMemoryLimit", "1024", "--skipApiVersionCheck", "--loose",
                 "--disableTelemetry")
@@ -125,6 +128,22 @@ public final class Azurite implements BeforeAllCallback, AfterAllCallback {
             process.waitFor(10, TimeUnit.SECONDS);
         }
         process = null;
+        deleteWorkspace();
+    }
+
+    /** Its working directory (in-memory storage leaves little there): gone with the server. */
+    private void deleteWorkspace() {
+        if (workspace == null) {
+            return;
+        }
+        try (var files = Files.walk(workspace)) {
+            for (Path p : files.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        } catch (IOException e) {
+            System.err.println("could not remove Azurite's workspace " + workspace + ": " + e);
+        }
+        workspace = null;
     }
 
     /** {@code npm install azurite@VERSION} into the build directory unless that version is there. */
