@@ -115,23 +115,9 @@ public final class AzureConfig {
     public static AzureConfig fromEnvironment(Map<String, String> env, Properties props) {
         Builder b = builder();
         for (Setting s : Setting.values()) {
-            String source = "system property " + s.property;
-            String value = props.getProperty(s.property);
-            if (value == null) {
-                source = "environment variable " + s.variable;
-                value = env.get(s.variable);
-            }
-            if ((value == null || value.isBlank()) && s.azureVariable != null) {
-                source = "environment variable " + s.azureVariable;
-                value = env.get(s.azureVariable);
-            }
-            if (value == null || value.isBlank()) {
-                continue;
-            }
-            try {
-                s.apply(b, value.strip());
-            } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException(source + ": " + e.getMessage(), e);
+            ConfigValues.Found f = ConfigValues.find(env, props, s.property, s.variable, s.azureVariable);
+            if (f != null) {
+                f.applyTo(v -> s.apply(b, v));
             }
         }
         try {

@@ -60,6 +60,22 @@ final class Caches implements LayeredImage.CacheFactory {
         return t;
     }
 
+    /**
+     * Reads and writes through the shared tier in {@code tierDir}, under a budget if one is given
+     * (kept caches in this directory share it).
+     *
+     * @return the tier, to close after the images (it waits for its queued writes)
+     * @throws IllegalArgumentException naming the option whose value is not a size
+     */
+    ChunkTier useTier(Path tierDir, String budget, String floor) throws IOException {
+        ChunkTier t = openTier(tierDir, budget, floor);
+        tier(t);
+        if (t.budget() != null && persistent) {
+            t.budget().governCaches(dir);
+        }
+        return t;
+    }
+
     private static long size(String option, String value) {
         try {
             return ConfigValues.size(value);

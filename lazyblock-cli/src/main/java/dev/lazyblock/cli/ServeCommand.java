@@ -1,7 +1,6 @@
 package dev.lazyblock.cli;
 
 import dev.lazyblock.cache.SparseCache;
-import dev.lazyblock.chunker.ChunkTier;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
@@ -207,14 +206,9 @@ final class ServeCommand implements Callable<Integer> {
         List<AutoCloseable> closeLast = new ArrayList<>();
         if (tierDir != null) {
             try {
-                ChunkTier tier = Caches.openTier(tierDir, tierBudget, tierFloor);
-                caches.tier(tier);
-                closeLast.add(tier); // closed after the images: waits for its queued writes
-                if (tier.budget() != null && caches.persistent()) {
-                    tier.budget().governCaches(caches.dir()); // kept caches share the budget
-                }
+                closeLast.add(caches.useTier(tierDir, tierBudget, tierFloor)); // closed after the images
             } catch (IllegalArgumentException e) {
-                System.err.println("lazyblock serve: --tier-budget/--tier-floor: " + e.getMessage());
+                System.err.println("lazyblock serve: " + e.getMessage());
                 return 2;
             }
         }

@@ -18,6 +18,7 @@ import dev.lazyblock.frame.FrameCodecs;
 import dev.lazyblock.s3.S3ObjectStore;
 import dev.lazyblock.testing.Seeds;
 import dev.lazyblock.upstream.UpstreamException;
+import dev.lazyblock.s3.TestS3;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;

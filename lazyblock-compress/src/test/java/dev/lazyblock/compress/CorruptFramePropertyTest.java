@@ -20,6 +20,7 @@ import dev.lazyblock.s3.S3ObjectStore;
 import dev.lazyblock.testing.Seeds;
 import dev.lazyblock.upstream.DirectoryStore;
 import dev.lazyblock.upstream.ObjectStore;
+import dev.lazyblock.s3.TestS3;
 import java.io.RandomAccessFile;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;

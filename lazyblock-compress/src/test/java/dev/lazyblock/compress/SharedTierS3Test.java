@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.lazyblock.chunker.ChunkTier;
+import dev.lazyblock.testing.FaultProxy;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.device.LayerExporter;
@@ -13,6 +14,7 @@ import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.frame.FrameCodecs;
 import dev.lazyblock.s3.S3ObjectStore;
 import dev.lazyblock.testing.Seeds;
+import dev.lazyblock.s3.TestS3;
 import java.io.RandomAccessFile;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -44,12 +46,17 @@ class SharedTierS3Test {
     @TempDir
     Path dir;
 
-    CountingProxy proxy;
+    /** Between the hosts and the bucket: counts the GETs each host costs it, on the bucket's side. */
+    FaultProxy proxy;
+
+    private long gets() {
+        return proxy.requests().stream().filter(r -> r.method().equals("GET")).count();
+    }
 
     @BeforeEach
     void bucket() throws Exception {
         TestS3.createBucket(server.getUri());
-        proxy = new CountingProxy(server.getUri());
+        proxy = new FaultProxy(server.getUri());
     }
 
     @org.junit.jupiter.api.AfterEach
@@ -91,20 +98,20 @@ class SharedTierS3Test {
              S3ObjectStore storeB = TestS3.store(proxy.uri(), "fleet");
              ChunkTier tierA = new ChunkTier(tierDir);
              ChunkTier tierB = new ChunkTier(tierDir)) {
-            long before = proxy.gets();
+            long before = gets();
             try (LayeredImage a = host(storeA, layer.headerKey(), "a", tierA)) {
                 readAll(a, src, 1);
             }
-            long hostA = proxy.gets() - before;
+            long hostA = gets() - before;
             tierA.awaitWrites(30_000);
             int chunks = codec.equals("none") ? 3 : 6; // 4 MiB chunks or 2 MiB frames
             assertEquals(chunks, tierA.written(), tierA.toString());
             assertTrue(hostA >= chunks + 1, "host A fetched " + hostA);
 
             try (LayeredImage b = host(storeB, layer.headerKey(), "b", tierB)) {
-                long opened = proxy.gets(); // opening reads the header: one GET
+                long opened = gets(); // opening reads the header: one GET
                 readAll(b, src, 2);
-                assertEquals(0, proxy.gets() - opened, "host B asked the bucket for chunks the tier holds");
+                assertEquals(0, gets() - opened, "host B asked the bucket for chunks the tier holds");
             }
             assertEquals(chunks, tierB.hits(), tierB.toString());
             assertEquals(0, tierB.bad());
@@ -206,17 +213,17 @@ class SharedTierS3Test {
                 raf.setLength(raf.length() - 100);
             }
             try (LayeredImage b = host(store, layer.headerKey(), "b", tier)) {
-                long opened = proxy.gets();
+                long opened = gets();
                 readAll(b, src, 4);
-                assertEquals(2, proxy.gets() - opened, "exactly the two bad chunks come from the bucket");
+                assertEquals(2, gets() - opened, "exactly the two bad chunks come from the bucket");
             }
             assertEquals(2, tier.bad(), tier.toString());
             tier.awaitWrites(30_000);
             assertEquals(written + 2, tier.written(), "both bad files replaced");
             try (LayeredImage c = host(store, layer.headerKey(), "c", tier)) {
-                long opened = proxy.gets();
+                long opened = gets();
                 readAll(c, src, 5);
-                assertEquals(0, proxy.gets() - opened, "the replaced files are good");
+                assertEquals(0, gets() - opened, "the replaced files are good");
             }
         }
     }

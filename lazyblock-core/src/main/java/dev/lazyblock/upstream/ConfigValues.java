@@ -4,6 +4,9 @@ import java.net.URI;
 import java.net.URISyntaxException;
 import java.time.Duration;
 import java.util.Locale;
+import java.util.Map;
+import java.util.Properties;
+import java.util.function.Consumer;
 
 /**
  * Setting values as users write them, in flags, config files and environment variables, read the
@@ -13,6 +16,36 @@ import java.util.Locale;
  */
 public final class ConfigValues {
     private ConfigValues() {}
+
+    /** A setting's value, stripped, and where it was found, for errors. */
+    public record Found(String value, String source) {
+        /** Gives the value to {@code apply}; an error it throws says where the value came from. */
+        public void applyTo(Consumer<String> apply) {
+            try {
+                apply.accept(value);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(source + ": " + e.getMessage(), e);
+            }
+        }
+    }
+
+    /**
+     * The first value set and not blank among the system property {@code property} and then the
+     * environment {@code variables} in order (null ones skipped); null if none is.
+     */
+    public static Found find(Map<String, String> env, Properties props, String property, String... variables) {
+        String v = props.getProperty(property);
+        if (v != null && !v.isBlank()) {
+            return new Found(v.strip(), "system property " + property);
+        }
+        for (String variable : variables) {
+            v = variable == null ? null : env.get(variable);
+            if (v != null && !v.isBlank()) {
+                return new Found(v.strip(), "environment variable " + variable);
+            }
+        }
+        return null;
+    }
 
     /** Seconds ({@code 30}), {@code 500ms}, {@code 30s}, {@code 2m}, or ISO-8601 ({@code PT30S}). */
     public static Duration duration(String v) {

@@ -77,4 +77,25 @@ class ConfigValuesTest {
             assertEquals("read timeout must be positive, got " + d, e.getMessage());
         }
     }
+
+    @Test
+    void aSettingComesFromThePropertyThenTheFirstVariableSetAndErrorsSayWhich() {
+        java.util.Properties props = new java.util.Properties();
+        java.util.Map<String, String> env = new java.util.HashMap<>();
+        assertEquals(null, ConfigValues.find(env, props, "lazyblock.x", "LAZYBLOCK_X", null, "OTHER_X"));
+        env.put("OTHER_X", " 3 ");
+        assertEquals(new ConfigValues.Found("3", "environment variable OTHER_X"),
+                ConfigValues.find(env, props, "lazyblock.x", "LAZYBLOCK_X", null, "OTHER_X"));
+        env.put("LAZYBLOCK_X", " ");
+        assertEquals("environment variable OTHER_X",
+                ConfigValues.find(env, props, "lazyblock.x", "LAZYBLOCK_X", null, "OTHER_X").source(), "blank is unset");
+        env.put("LAZYBLOCK_X", "2");
+        props.setProperty("lazyblock.x", "lots");
+        ConfigValues.Found f = ConfigValues.find(env, props, "lazyblock.x", "LAZYBLOCK_X", null, "OTHER_X");
+        assertEquals(new ConfigValues.Found("lots", "system property lazyblock.x"), f);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> f.applyTo(v -> ConfigValues.size(v)));
+        assertEquals("system property lazyblock.x: 'lots' is not a size (bytes, or 16MiB, 16M, 512KiB, 20G)",
+                e.getMessage());
+    }
 }

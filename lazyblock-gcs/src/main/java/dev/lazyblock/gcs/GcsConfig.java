@@ -98,23 +98,9 @@ public final class GcsConfig {
     public static GcsConfig fromEnvironment(Map<String, String> env, Properties props) {
         Builder b = builder();
         for (Setting s : Setting.values()) {
-            String source = "system property " + s.property;
-            String value = props.getProperty(s.property);
-            if (value == null) {
-                source = "environment variable " + s.variable;
-                value = env.get(s.variable);
-            }
-            if ((value == null || value.isBlank()) && s.googleVariable != null) {
-                source = "environment variable " + s.googleVariable;
-                value = env.get(s.googleVariable);
-            }
-            if (value == null || value.isBlank()) {
-                continue;
-            }
-            try {
-                s.apply(b, value.strip());
-            } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException(source + ": " + e.getMessage(), e);
+            ConfigValues.Found f = ConfigValues.find(env, props, s.property, s.variable, s.googleVariable);
+            if (f != null) {
+                f.applyTo(v -> s.apply(b, v));
             }
         }
         try {

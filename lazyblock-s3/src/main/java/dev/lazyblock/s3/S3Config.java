@@ -136,19 +136,9 @@ public final class S3Config {
     public static S3Config fromEnvironment(Map<String, String> env, Properties props) {
         Builder b = builder();
         for (Setting s : Setting.values()) {
-            String value = props.getProperty(s.property);
-            String source = "system property " + s.property;
-            if (value == null) {
-                value = env.get(s.variable);
-                source = "environment variable " + s.variable;
-            }
-            if (value == null || value.isBlank()) {
-                continue;
-            }
-            try {
-                s.apply(b, value.strip());
-            } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException(source + ": " + e.getMessage(), e);
+            ConfigValues.Found f = ConfigValues.find(env, props, s.property, s.variable);
+            if (f != null) {
+                f.applyTo(v -> s.apply(b, v));
             }
         }
         return b.build();
