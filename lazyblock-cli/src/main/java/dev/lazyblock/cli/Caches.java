@@ -76,6 +76,11 @@ final class Caches implements LayeredImage.CacheFactory {
         return t;
     }
 
+    /** The tier's name for the chunks of a plain image: its name and version, hashed. */
+    static String tierKey(String name, String version) {
+        return "image-" + PersistentCache.key(name + "\n" + version);
+    }
+
     private static long size(String option, String value) {
         try {
             return ConfigValues.size(value);

@@ -2,7 +2,9 @@ package dev.lazyblock.cli;
 
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.chunker.ChunkTier;
 import dev.lazyblock.chunker.ChunkerKind;
+import dev.lazyblock.chunker.FrameChunker;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.device.Device;
 import dev.lazyblock.device.LayerExporter;
@@ -144,7 +146,8 @@ final class ServeCommand implements Callable<Integer> {
 
     @Option(names = "--tier", paramLabel = "DIR",
             description = "A chunk cache shared by hosts (an NFS directory): misses read it before the store, "
-                    + "fetched chunks are written to it in the background.")
+                    + "fetched chunks are written to it in the background. Chunks are then fetched whole. "
+                    + "A plain image's chunks are keyed by its name and version (ETag, generation, file mtime).")
     Path tierDir;
 
     @Option(names = "--tier-budget", paramLabel = "SIZE",
@@ -355,16 +358,34 @@ final class ServeCommand implements Callable<Integer> {
         Upstream up = Upstreams.open(image);
         closeLast.add(up);
         long size = up.size();
-        SparseCache cache = caches.create(up.name(), up.version(), size, SparseCache.DEFAULT_BLOCK_SIZE);
+        String version = up.version();
+        SparseCache cache = caches.create(up.name(), version, size, SparseCache.DEFAULT_BLOCK_SIZE);
+        ChunkTier tier = caches.tier();
+        String description = up.name();
         Chunker c;
         try {
-            c = kind.create(up, cache, options);
+            if (tier != null && version != null) {
+                // Keyed by name and version: hosts share the chunks of the same bytes, and a
+                // replaced object starts a key of its own instead of meeting the old one's chunks.
+                String key = Caches.tierKey(up.name(), version);
+                if (tier.budget() != null) {
+                    closeLast.add(tier.budget().pin(key)); // released after the chunker closes
+                }
+                c = FrameChunker.raw(up, key, cache, options, tier);
+                description += " (chunks shared through the tier as " + key + ")";
+            } else {
+                if (tier != null) {
+                    System.err.println("lazyblock: " + up.name() + " is read without the tier: its store tells no "
+                            + "version (ETag, generation) to key shared chunks by");
+                }
+                c = kind.create(up, cache, options);
+            }
         } catch (IOException | RuntimeException e) {
             cache.close();
             throw e;
         }
         closeLast.addFirst(c);
-        return new Source(c, up.name(), List.of(c), null);
+        return new Source(c, description, List.of(c), null);
     }
 
     record StoreAndKey(ObjectStore store, String key) {}

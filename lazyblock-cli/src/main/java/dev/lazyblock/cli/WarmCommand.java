@@ -55,7 +55,8 @@ final class WarmCommand implements Callable<Integer> {
 
     @Option(names = "--tier", paramLabel = "DIR",
             description = "A chunk cache shared by hosts (an NFS directory): misses read it before the store, "
-                    + "fetched chunks are written to it in the background.")
+                    + "fetched chunks are written to it in the background. Chunks are then fetched whole. "
+                    + "A plain image's chunks are keyed by its name and version (ETag, generation, file mtime).")
     Path tierDir;
 
     @Option(names = "--tier-budget", paramLabel = "SIZE",

@@ -128,4 +128,42 @@ class WarmCommandTest {
         assertEquals(2, bad.exit());
         assertTrue(bad.err().contains("--tier-budget: 'lots' is not a size"), bad.err());
     }
+
+    /**
+     * A plain image (no layer header) shares the tier too, keyed by its name and version: a second
+     * host reads every chunk from the tier; the image rewritten in place is a new key, fetched again.
+     */
+    @Test
+    void aPlainImageIsSharedThroughTheTierByNameAndVersion() throws Exception {
+        Path image = dir.resolve("disk.img");
+        byte[] bytes = new byte[3 * (4 << 20) + 4096]; // 4 chunks, the last one short
+        new java.util.Random(31).nextBytes(bytes);
+        Files.write(image, bytes);
+        Path tier = dir.resolve("tier");
+        Run first = run(new WarmCommand(), image.toString(), "--cache-dir", dir.resolve("host1").toString(), "--tier",
+                tier.toString(), "--tier-budget", "1G");
+        assertEquals(0, first.exit(), first.err());
+        assertTrue(first.out().contains("fetched now in 4 requests"), first.out());
+        assertTrue(first.out().contains("shared tier: 0 chunks (0 bytes) read from it, 4 missed"), first.out());
+
+        Run second = run(new WarmCommand(), image.toString(), "--cache-dir", dir.resolve("host2").toString(), "--tier",
+                tier.toString());
+        assertEquals(0, second.exit(), second.err());
+        assertTrue(second.out().contains("(0 fetched now in 0 requests, 0 already cached); shared tier: 4 chunks ("
+                + String.format("%,d", bytes.length) + " bytes) read from it, 0 missed"), second.out());
+
+        new java.util.Random(32).nextBytes(bytes);
+        Files.write(image, bytes);
+        Files.setLastModifiedTime(image, java.nio.file.attribute.FileTime.from(
+                Files.getLastModifiedTime(image).toInstant().plusSeconds(10)));
+        Run third = run(new WarmCommand(), image.toString(), "--cache-dir", dir.resolve("host3").toString(), "--tier",
+                tier.toString());
+        assertEquals(0, third.exit(), third.err());
+        assertTrue(third.out().contains("fetched now in 4 requests"), "another version, other chunks: " + third.out());
+        assertTrue(third.out().contains("shared tier: 0 chunks (0 bytes) read from it, 4 missed"), third.out());
+        try (var keys = Files.list(tier)) {
+            assertEquals(2, keys.filter(p -> p.getFileName().toString().startsWith("image-")).count(),
+                    "one key per version");
+        }
+    }
 }
