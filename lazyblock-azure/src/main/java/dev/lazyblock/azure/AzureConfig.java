@@ -88,10 +88,6 @@ public final class AzureConfig {
         if (key != null && sasToken != null) {
             throw new IllegalArgumentException("both an account key and a SAS token are set: give one of them");
         }
-        if (key != null && account == null) {
-            throw new IllegalArgumentException("an account key is set but no account name"
-                    + " (LAZYBLOCK_AZURE_ACCOUNT or AZURE_STORAGE_ACCOUNT)");
-        }
         if (attemptTimeout.compareTo(callTimeout) > 0) {
             throw new IllegalArgumentException("attempt timeout (" + attemptTimeout + ") is longer than the call timeout ("
                     + callTimeout + ")");
@@ -290,8 +286,17 @@ public final class AzureConfig {
                 // Never log requests: their URLs carry SAS tokens.
                 .httpLogOptions(new HttpLogOptions().setLogLevel(HttpLogDetailLevel.NONE));
         if (key != null) {
-            String keyAccount = account != null ? account : acct;
-            b.credential(new StorageSharedKeyCredential(keyAccount, key));
+            // A key signs for one account: the configured one, else the one the URL names.
+            if (acct == null) {
+                throw new IllegalArgumentException("an account key is set but no account name: set"
+                        + " LAZYBLOCK_AZURE_ACCOUNT or AZURE_STORAGE_ACCOUNT, or name the blob as https://ACCOUNT"
+                        + AzureLocation.BLOB_HOST_SUFFIX + "/" + container + "/...");
+            }
+            if (account != null && urlAccount != null && !urlAccount.equals(account)) {
+                throw new IllegalArgumentException("the account key is for account '" + account + "' (the configured"
+                        + " account), but the URL names account '" + urlAccount + "'");
+            }
+            b.credential(new StorageSharedKeyCredential(acct, key));
         } else if (sasToken != null) {
             b.sasToken(sasToken);
         }

@@ -38,10 +38,22 @@ class AzureConfigTest {
                 () -> AzureConfig.fromEnvironment(Map.of("LAZYBLOCK_AZURE_READ_TIMEOUT", "soon"), new Properties()));
         assertTrue(e.getMessage().startsWith("environment variable LAZYBLOCK_AZURE_READ_TIMEOUT: 'soon' is not a"
                 + " duration"), e.getMessage());
-        e = assertThrows(IllegalArgumentException.class,
-                () -> AzureConfig.fromEnvironment(Map.of("AZURE_STORAGE_KEY", KEY), new Properties()));
-        assertTrue(e.getMessage().contains("an account key is set but no account name"), e.getMessage());
+        // A key without an account: fine for https://ACCOUNT.blob.core.windows.net URLs, refused for az://.
+        AzureConfig keyOnly = AzureConfig.fromEnvironment(Map.of("AZURE_STORAGE_KEY", KEY), new Properties());
+        e = assertThrows(IllegalArgumentException.class, () -> keyOnly.clients(AzureLocation.parse("az://box/b")));
+        assertTrue(e.getMessage().contains("no storage account for az://box/...") || e.getMessage().contains(
+                "an account key is set but no account name"), e.getMessage());
         assertFalse(e.getMessage().contains(KEY));
+        AzureConfig keyAndEndpoint = AzureConfig.fromEnvironment(Map.of("AZURE_STORAGE_KEY", KEY,
+                "LAZYBLOCK_AZURE_ENDPOINT", "http://127.0.0.1:10000/acct"), new Properties());
+        e = assertThrows(IllegalArgumentException.class, () -> keyAndEndpoint.clients(AzureLocation.parse("az://box/b")));
+        assertTrue(e.getMessage().contains("an account key is set but no account name"), e.getMessage());
+        AzureConfig keyForAcct1 = AzureConfig.fromEnvironment(Map.of("AZURE_STORAGE_KEY", KEY, "AZURE_STORAGE_ACCOUNT",
+                "acct1"), new Properties());
+        e = assertThrows(IllegalArgumentException.class, () -> keyForAcct1.clients(
+                AzureLocation.parse("https://acct2.blob.core.windows.net/box/b")));
+        assertEquals("the account key is for account 'acct1' (the configured account), but the URL names account"
+                + " 'acct2'", e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> AzureConfig.fromEnvironment(
                 Map.of("AZURE_STORAGE_CONNECTION_STRING", "AccountName=acct1;notapair"), new Properties()));
         assertTrue(e.getMessage().contains("part without 'name=value'"), e.getMessage());

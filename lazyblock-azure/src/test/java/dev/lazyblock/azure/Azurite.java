@@ -32,12 +32,25 @@ import org.junit.jupiter.api.extension.ExtensionContext;
 public final class Azurite implements BeforeAllCallback, AfterAllCallback {
     public static final String ACCOUNT = "devstoreaccount1";
     public static final String KEY = AzureConfig.AZURITE_KEY;
-    private static final Pattern LISTENING = Pattern.compile("listens on http://127\\.0\\.0\\.1:(\\d+)");
+    private static final Pattern LISTENING = Pattern.compile("listens on https?://127\\.0\\.0\\.1:(\\d+)");
     private static final AtomicInteger containers = new AtomicInteger();
 
+    private final int requestedPort;
+    private final List<String> extraArgs;
     private Process process;
     private int port;
     private final List<String> output = java.util.Collections.synchronizedList(new ArrayList<>());
+
+    /** On a free port, plain HTTP. */
+    public Azurite() {
+        this(0, List.of());
+    }
+
+    /** On {@code port} (0: a free one), with more of Azurite's options (for HTTPS: --cert, --pwd). */
+    public Azurite(int port, List<String> extraArgs) {
+        this.requestedPort = port;
+        this.extraArgs = List.copyOf(extraArgs);
+    }
 
     @Override
     public void beforeAll(ExtensionContext context) throws Exception {
@@ -80,9 +93,11 @@ public final class Azurite implements BeforeAllCallback, AfterAllCallback {
     void start() throws IOException, InterruptedException {
         Path bin = install();
         workspace = Files.createTempDirectory("azurite");
-        ProcessBuilder pb = new ProcessBuilder(bin.toString(), "--blobHost", "127.0.0.1", "--blobPort", "0",
-                "--inMemoryPersistence", "--extentMemoryLimit", "1024", "--skipApiVersionCheck", "--loose",
-                "--disableTelemetry")
+        List<String> command = new ArrayList<>(List.of(bin.toString(), "--blobHost", "127.0.0.1", "--blobPort",
+                Integer.toString(requestedPort), "--inMemoryPersistence", "--extentMemoryLimit", "1024",
+                "--skipApiVersionCheck", "--loose", "--disableTelemetry"));
+        command.addAll(extraArgs);
+        ProcessBuilder pb = new ProcessBuilder(command)
                 .directory(workspace.toFile())
                 .redirectErrorStream(true);
         process = pb.start();
