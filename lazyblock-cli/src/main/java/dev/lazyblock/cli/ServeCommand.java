@@ -496,6 +496,10 @@ final class ServeCommand implements Callable<Integer> {
                 m.missBytes(), m.remoteRequests(), m.remoteBytes(),
                 m.remoteRequests() == 0 ? 0.0 : m.remoteNanos() / 1e6 / m.remoteRequests(), m.fetchErrors(),
                 m.fetchTimeouts()));
+        if (m.tierHits() + m.tierMisses() > 0) {
+            b.append(String.format("shared tier: %,d chunks (%,d bytes) read from it, %,d missed%n", m.tierHits(),
+                    m.tierHitBytes(), m.tierMisses()));
+        }
         for (Chunker c : chunkers) {
             SparseCache cache = c.cache();
             long present = cache.presence().cardinality() * cache.granularity();

@@ -204,6 +204,7 @@ class ServeCommandTest {
         String uri = s.uri("vm3");
         ClientTools.run("qemu-io", "-f", "raw", "-c", "write -P 0x7e 4190000 9000", uri);
         String out = s.stop();
+        assertTrue(out.contains("shared tier: 0 chunks (0 bytes) read from it, "), "a cold tier, reported: " + out);
         java.util.regex.Matcher m = java.util.regex.Pattern.compile(
                 "exported layer \\S+: 4 blocks stored \\(16,384 bytes, [\\d,]+ lz4\\).* header (\\S+)").matcher(out);
         assertTrue(m.find(), out);
