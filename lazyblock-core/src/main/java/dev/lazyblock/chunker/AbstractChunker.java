@@ -15,9 +15,9 @@ import java.util.function.LongConsumer;
 import java.lang.foreign.ValueLayout;
 import java.util.Objects;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -35,10 +35,21 @@ abstract class AbstractChunker implements Chunker {
     static final Logger log = LoggerFactory.getLogger(Chunker.class);
 
     /**
-     * Fetches block on storage I/O: platform daemon threads, reused. Virtual threads would pin
-     * on file reads anyway, and platform threads keep allocation accounting (ThreadMXBean) exact.
+     * Most fetch threads at once, in this process ({@code -Dlazyblock.fetchThreads}, default 256):
+     * a store that stalls under a storm of misses would otherwise hold one thread per miss until
+     * its client's timeouts. Beyond it, fetches queue; their deadlines run while they wait, so an
+     * overloaded process answers with timeouts, not with threads without end.
      */
-    static final ExecutorService FETCHERS = Executors.newCachedThreadPool(
+    static final int MAX_FETCH_THREADS = Math.max(1, Integer.getInteger("lazyblock.fetchThreads", 256));
+
+    /**
+     * Fetches block on storage I/O: platform daemon threads, reused, gone after 30 s idle.
+     * Virtual threads would pin on file reads anyway, and platform threads keep allocation
+     * accounting (ThreadMXBean) exact. Core = max, so a new thread is made for each fetch up to
+     * the bound rather than queueing behind busy ones.
+     */
+    static final ThreadPoolExecutor FETCHERS = new ThreadPoolExecutor(MAX_FETCH_THREADS, MAX_FETCH_THREADS,
+            30, TimeUnit.SECONDS, new LinkedBlockingQueue<>(),
             Thread.ofPlatform().daemon().name("lazyblock-fetch-", 0).factory());
     /** Enforces fetch deadlines; a timed-out fetch fails its waiters from here. */
     static final ScheduledThreadPoolExecutor WATCHDOG = new ScheduledThreadPoolExecutor(1,
@@ -46,6 +57,7 @@ abstract class AbstractChunker implements Chunker {
 
     static {
         WATCHDOG.setRemoveOnCancelPolicy(true);
+        FETCHERS.allowCoreThreadTimeOut(true);
     }
 
     /** A stream lands in the cache in batches of at least max(block, this). */

@@ -88,6 +88,9 @@ abstract class Session {
                 return;
             }
             try {
+                if (hasEnded()) {
+                    return; // timed out or failed while queued for a fetch thread: nothing to fetch for
+                }
                 // A reader that passed slice's check just before another fetch found the file
                 // truncated may have replaced that fetch's failed session with this one: ask for
                 // nothing more from the store for a cache that can no longer be trusted.
@@ -121,6 +124,16 @@ abstract class Session {
             w.fail(error);
         }
         waiters.clear();
+    }
+
+    /** Whether the session has ended (completed or failed); takes the lock. */
+    private boolean hasEnded() {
+        lock.lock();
+        try {
+            return ended != null;
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Whether the session has ended (completed or failed). Call under {@link #lock}. */
