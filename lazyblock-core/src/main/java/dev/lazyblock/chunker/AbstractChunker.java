@@ -15,9 +15,7 @@ import java.util.function.LongConsumer;
 import java.lang.foreign.ValueLayout;
 import java.util.Objects;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -35,29 +33,19 @@ abstract class AbstractChunker implements Chunker {
     static final Logger log = LoggerFactory.getLogger(Chunker.class);
 
     /**
-     * Most fetch threads at once, in this process ({@code -Dlazyblock.fetchThreads}, default 256):
-     * a store that stalls under a storm of misses would otherwise hold one thread per miss until
-     * its client's timeouts. Beyond it, fetches queue; their deadlines run while they wait, so an
-     * overloaded process answers with timeouts, not with threads without end.
-     */
-    static final int MAX_FETCH_THREADS = Math.max(1, Integer.getInteger("lazyblock.fetchThreads", 256));
-
-    /**
-     * Fetches block on storage I/O: platform daemon threads, reused, gone after 30 s idle.
+     * Where fetches run: platform daemon threads, reused, at most
+     * {@code -Dlazyblock.fetchThreads} (default 256) at once in a process (see {@link FetchThreads}).
      * Virtual threads would pin on file reads anyway, and platform threads keep allocation
-     * accounting (ThreadMXBean) exact. Core = max, so a new thread is made for each fetch up to
-     * the bound rather than queueing behind busy ones.
+     * accounting (ThreadMXBean) exact.
      */
-    static final ThreadPoolExecutor FETCHERS = new ThreadPoolExecutor(MAX_FETCH_THREADS, MAX_FETCH_THREADS,
-            30, TimeUnit.SECONDS, new LinkedBlockingQueue<>(),
-            Thread.ofPlatform().daemon().name("lazyblock-fetch-", 0).factory());
+    static final FetchThreads FETCHERS = new FetchThreads(
+            Math.max(1, Integer.getInteger("lazyblock.fetchThreads", 256)), "lazyblock-fetch-");
     /** Enforces fetch deadlines; a timed-out fetch fails its waiters from here. */
     static final ScheduledThreadPoolExecutor WATCHDOG = new ScheduledThreadPoolExecutor(1,
             Thread.ofPlatform().daemon().name("lazyblock-fetch-watchdog").factory());
 
     static {
         WATCHDOG.setRemoveOnCancelPolicy(true);
-        FETCHERS.allowCoreThreadTimeOut(true);
     }
 
     /** A stream lands in the cache in batches of at least max(block, this). */

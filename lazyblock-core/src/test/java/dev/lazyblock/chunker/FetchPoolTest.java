@@ -33,7 +33,7 @@ class FetchPoolTest {
 
     @Test
     void aStormOfMissesOnAStalledStoreHoldsAtMostTheBoundOfFetchThreads() throws Exception {
-        int bound = AbstractChunker.MAX_FETCH_THREADS;
+        int bound = AbstractChunker.FETCHERS.bound();
         int chunks = bound + 64;
         byte[] image = new byte[chunks * CHUNK];
         new java.util.Random(5).nextBytes(image);
@@ -42,7 +42,7 @@ class FetchPoolTest {
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withChunkSize(CHUNK).withFetchTimeout(Duration.ofSeconds(2));
         try (Chunker c = ChunkerKind.FULL_FETCH.create(up, SparseCache.create(dir.resolve("cache"), image.length),
                 options); ExecutorService readers = Executors.newVirtualThreadPerTaskExecutor()) {
-            long completedBefore = AbstractChunker.FETCHERS.getCompletedTaskCount();
+            long completedBefore = AbstractChunker.FETCHERS.completed();
             List<Future<?>> reads = new ArrayList<>();
             for (int i = 0; i < chunks; i++) {
                 long off = (long) i * CHUNK;
@@ -58,7 +58,7 @@ class FetchPoolTest {
 
             up.unstall();
             // One fetch task per chunk (full fetch): wait until all of ours ran, the queued ones included.
-            Await.until(() -> AbstractChunker.FETCHERS.getCompletedTaskCount() >= completedBefore + chunks,
+            Await.until(() -> AbstractChunker.FETCHERS.completed() >= completedBefore + chunks,
                     Duration.ofSeconds(30), () -> "the fetch pool ran every fetch: " + AbstractChunker.FETCHERS);
             assertTrue(up.requests.size() == asked, "fetches that timed out in the queue asked the store for "
                     + (up.requests.size() - asked) + " chunks");

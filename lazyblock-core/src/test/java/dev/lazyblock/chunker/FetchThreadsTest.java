@@ -1,0 +1,89 @@
+package dev.lazyblock.chunker;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lazyblock.testing.Await;
+import dev.lazyblock.testing.Seeds;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.locks.LockSupport;
+import org.junit.jupiter.api.Test;
+
+/** The bounded fetch threads under many submitters: every task once, never more than the bound at once. */
+class FetchThreadsTest {
+
+    @Test
+    void manySubmittersRunEveryTaskOnceAndNeverMoreThanTheBoundAtOnce() throws Exception {
+        for (long seed : Seeds.seeds(3).toArray()) {
+            Seeds.replayable(seed, () -> stress(seed));
+        }
+    }
+
+    private static void stress(long seed) throws Exception {
+        int bound = 1 + new SplittableRandom(seed).nextInt(6);
+        FetchThreads pool = new FetchThreads(bound, "fetch-threads-test-");
+        int submitters = 16;
+        int each = 400;
+        AtomicIntegerArray ran = new AtomicIntegerArray(submitters * each);
+        AtomicInteger running = new AtomicInteger();
+        AtomicInteger most = new AtomicInteger();
+        CountDownLatch done = new CountDownLatch(submitters * each);
+        List<Thread> threads = new ArrayList<>();
+        for (int s = 0; s < submitters; s++) {
+            int submitter = s;
+            threads.add(Thread.ofPlatform().start(() -> {
+                SplittableRandom rnd = new SplittableRandom(seed * 31 + submitter);
+                for (int i = 0; i < each; i++) {
+                    int id = submitter * each + i;
+                    int work = rnd.nextInt(4);
+                    boolean fails = rnd.nextInt(1000) == 0;
+                    pool.execute(() -> {
+                        int now = running.incrementAndGet();
+                        most.accumulateAndGet(now, Math::max);
+                        try {
+                            switch (work) {
+                                case 0 -> Thread.yield();
+                                case 1 -> LockSupport.parkNanos(20_000);
+                                default -> { }
+                            }
+                            ran.incrementAndGet(id);
+                            if (fails) {
+                                throw new IllegalStateException("a task that throws keeps nobody waiting");
+                            }
+                        } finally {
+                            running.decrementAndGet();
+                            done.countDown();
+                        }
+                    });
+                    if (rnd.nextInt(8) == 0) {
+                        Thread.yield();
+                    }
+                }
+            }));
+        }
+        for (Thread t : threads) {
+            t.join();
+        }
+        assertTrue(done.await(60, TimeUnit.SECONDS), "tasks left waiting: " + pool);
+        for (int id = 0; id < ran.length(); id++) {
+            assertEquals(1, ran.get(id), "task " + id + " ran");
+        }
+        assertTrue(most.get() <= bound, most.get() + " tasks ran at once, the bound is " + bound);
+        Await.until(() -> pool.running() == 0 && pool.waiting() == 0, Duration.ofSeconds(30), pool::toString);
+        assertEquals(submitters * each, pool.completed());
+    }
+
+    @Test
+    void aBoundBelowOneIsRefused() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new FetchThreads(0, "x-"));
+        assertEquals("fetch threads must be at least 1, got 0", e.getMessage());
+    }
+}
