@@ -103,11 +103,28 @@ abstract class AbstractChunker implements Chunker {
         return holder[0].asSlice(0, len);
     }
 
-    /** One whole-range request: {@code [off, off+len)} of the image into the cache. */
-    final void fetchWhole(long off, int len) throws IOException {
+    /**
+     * One whole-range request: {@code [off, off+len)} of the image into the cache, released to
+     * nobody until all of it is there. Read as a range stream the session tracks, so a session
+     * that fails (its deadline passed) closes the connection and gives this thread back at once,
+     * instead of at the store client's own timeouts. Returns early, writing nothing, if the
+     * session has already ended.
+     */
+    final void fetchWhole(Session session, long off, int len) throws IOException {
         MemorySegment stage = staging(len);
+        ByteBuffer buf = stage.asByteBuffer();
         long t0 = System.nanoTime();
-        upstream.readFully(off, stage.asByteBuffer());
+        try (RangeStream in = upstream.openRange(off, len)) {
+            if (!session.track(in)) {
+                return;
+            }
+            while (buf.hasRemaining()) {
+                if (in.read(buf) < 0) {
+                    throw new UpstreamException(upstream.name(), off, len, "short read: the stream ended after "
+                            + buf.position() + " of " + len + " bytes");
+                }
+            }
+        }
         metrics.remoteRead(upstream.name(), len, System.nanoTime() - t0);
         cache.writeAt(stage, off);
     }

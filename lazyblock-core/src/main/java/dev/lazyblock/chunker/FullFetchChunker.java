@@ -19,7 +19,7 @@ public final class FullFetchChunker extends AbstractChunker {
         return new ProgressSession(this, chunkIndex) {
             @Override
             void fetch() throws IOException {
-                fetchWhole(chunkOff, chunkLen);
+                fetchWhole(this, chunkOff, chunkLen);
                 advance(chunkLen);
                 complete();
             }

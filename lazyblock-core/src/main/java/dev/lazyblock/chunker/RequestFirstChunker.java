@@ -164,7 +164,7 @@ public final class RequestFirstChunker extends AbstractChunker {
 
         /** One whole-range request for blocks [from, to). */
         private void priority(long from, long to) throws IOException {
-            chunker.fetchWhole(chunkOff + byteOf(from), (int) (byteOf(to) - byteOf(from)));
+            chunker.fetchWhole(this, chunkOff + byteOf(from), (int) (byteOf(to) - byteOf(from)));
             publish(from, to, -1);
         }
 

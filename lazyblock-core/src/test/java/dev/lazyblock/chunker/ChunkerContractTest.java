@@ -168,6 +168,29 @@ class ChunkerContractTest {
 
     @ParameterizedTest
     @EnumSource(ChunkerKind.class)
+    void aBodyStalledPastTheDeadlineIsClosedAndItsThreadGivenBack(ChunkerKind kind) throws Exception {
+        byte[] src = image(9, 2 * CHUNK);
+        TestUpstream up = new TestUpstream(src);
+        up.stallBody = true; // headers came, then the body stopped: only closing the connection ends the read
+        ChunkerOptions opts = ChunkerOptions.DEFAULTS.withChunkSize(CHUNK).withFetchTimeout(Duration.ofMillis(1500));
+        try (Chunker c = open(kind, up, 4096, opts)) {
+            int len = 128 << 10; // more than a stream's first piece, so every request of it stalls
+            FetchTimeoutException e = assertThrows(FetchTimeoutException.class,
+                    () -> c.readAt(new byte[len], 0, len, 0));
+            assertTrue(e.getMessage().contains("within 1500 ms"), e.getMessage());
+            // The store never recovers here: the watchdog's close is what ends every stalled read,
+            // whole-range ones included, and gives their threads back.
+            Await.until(() -> up.stalledBodies.get() == 0, Duration.ofSeconds(10),
+                    () -> up.stalledBodies.get() + " fetches still blocked on a stalled body");
+            up.unstall();
+            byte[] got = new byte[len];
+            c.readAt(got, 0, len, 0);
+            assertArrayEquals(Arrays.copyOf(src, len), got, "read again once the store answers");
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(ChunkerKind.class)
     void closingFailsReadersWaitingOnAFetch(ChunkerKind kind) throws Exception {
         TestUpstream up = new TestUpstream(image(6, CHUNK));
         up.stall = true;

@@ -27,6 +27,14 @@ class TestUpstream implements Upstream {
     /** Upper bound of a random pause before a request and between stream pieces, in µs. */
     volatile int maxDelayMicros;
     volatile boolean stall;
+    /**
+     * Like a store that answers, then stops sending mid-body: {@code readFully} delivers half and
+     * waits for {@link #unstall()} (a blocked socket read that nothing but its own timeout ends);
+     * a range stream delivers its first piece, then its reads wait for unstall or close.
+     */
+    volatile boolean stallBody;
+    /** Reads blocked in a stalled body now. */
+    final java.util.concurrent.atomic.AtomicInteger stalledBodies = new java.util.concurrent.atomic.AtomicInteger();
     private final CountDownLatch unstalled = new CountDownLatch(1);
     /** Every request as {offset, length}. */
     final List<long[]> requests = new CopyOnWriteArrayList<>();
@@ -39,6 +47,7 @@ class TestUpstream implements Upstream {
 
     void unstall() {
         stall = false;
+        stallBody = false;
         unstalled.countDown();
     }
 
@@ -85,10 +94,35 @@ class TestUpstream implements Upstream {
         return ThreadLocalRandom.current().nextDouble() < failProbability;
     }
 
+    /** Blocks until unstalled (or {@code closed} says so), counted in {@link #stalledBodies}. */
+    private void stallBody(java.util.function.BooleanSupplier closed) throws IOException {
+        stalledBodies.incrementAndGet();
+        try {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60); // a broken test cannot hang the build
+            while (stall || stallBody) {
+                if (closed.getAsBoolean()) {
+                    throw new IOException("stream closed while stalled");
+                }
+                if (System.nanoTime() > deadline) {
+                    throw new IOException("stalled for 60 s");
+                }
+                LockSupport.parkNanos(2_000_000);
+            }
+        } finally {
+            stalledBodies.decrementAndGet();
+        }
+    }
+
     @Override
     public void readFully(long off, ByteBuffer dst) throws IOException {
         int len = dst.remaining();
         begin(off, len);
+        if (stallBody) {
+            dst.put(data, (int) off, len / 2);
+            stallBody(() -> false);
+            dst.put(data, (int) off + len / 2, len - len / 2);
+            return;
+        }
         if (failNow()) {
             dst.put(data, (int) off, len / 2); // part of it lands before the failure
             throw new UpstreamException(name(), off, len, "injected failure");
@@ -115,6 +149,9 @@ class TestUpstream implements Upstream {
                 }
                 if (fail && pos >= failAt) {
                     throw new UpstreamException(name(), off, len, "injected failure mid-stream at " + pos);
+                }
+                if (stallBody && pos > 0) {
+                    stallBody(() -> closed);
                 }
                 pause();
                 int n = (int) Math.min(Math.min(dst.remaining(), len - pos),
