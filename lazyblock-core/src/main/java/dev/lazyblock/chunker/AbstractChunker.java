@@ -105,28 +105,40 @@ abstract class AbstractChunker implements Chunker {
 
     /**
      * One whole-range request: {@code [off, off+len)} of the image into the cache, released to
-     * nobody until all of it is there. Read as a range stream the session tracks, so a session
-     * that fails (its deadline passed) closes the connection and gives this thread back at once,
-     * instead of at the store client's own timeouts. Returns early, writing nothing, if the
-     * session has already ended.
+     * nobody until all of it is there. Returns early, writing nothing, if the session has already
+     * ended.
      */
     final void fetchWhole(Session session, long off, int len) throws IOException {
         MemorySegment stage = staging(len);
-        ByteBuffer buf = stage.asByteBuffer();
+        if (readTracked(session, off, stage.asByteBuffer())) {
+            cache.writeAt(stage, off);
+        }
+    }
+
+    /**
+     * Reads {@code [off, off + dst.remaining())} of the stored object whole into {@code dst}, as a
+     * range stream the session tracks: a session that fails (its deadline passed) closes the
+     * connection and gives this thread back at once, instead of at the store client's own
+     * timeouts. Counts the request in the metrics.
+     *
+     * @return false if the session had already ended: nothing was read
+     */
+    final boolean readTracked(Session session, long off, ByteBuffer dst) throws IOException {
+        int len = dst.remaining();
         long t0 = System.nanoTime();
         try (RangeStream in = upstream.openRange(off, len)) {
             if (!session.track(in)) {
-                return;
+                return false;
             }
-            while (buf.hasRemaining()) {
-                if (in.read(buf) < 0) {
+            while (dst.hasRemaining()) {
+                if (in.read(dst) < 0) {
                     throw new UpstreamException(upstream.name(), off, len, "short read: the stream ended after "
-                            + buf.position() + " of " + len + " bytes");
+                            + (len - dst.remaining()) + " of " + len + " bytes");
                 }
             }
         }
         metrics.remoteRead(upstream.name(), len, System.nanoTime() - t0);
-        cache.writeAt(stage, off);
+        return true;
     }
 
     /**

@@ -100,16 +100,16 @@ public final class FrameChunker extends AbstractChunker {
         return new ProgressSession(this, frame) {
             @Override
             void fetch() throws IOException {
-                fetchFrame((int) chunkIndex);
+                fetchFrame(this, (int) chunkIndex);
                 advance(chunkLen);
                 complete();
             }
         };
     }
 
-    private void fetchFrame(int i) throws IOException {
+    private void fetchFrame(Session session, int i) throws IOException {
         if (frames == null) {
-            fetchRaw(i);
+            fetchRaw(session, i);
             return;
         }
         MemorySegment in = buffer(0, frames.compressedSize(i));
@@ -128,9 +128,9 @@ public final class FrameChunker extends AbstractChunker {
         if (tier != null) {
             metrics.tierRead(false, 0);
         }
-        long t0 = System.nanoTime();
-        upstream.readFully(frames.compressedOffset(i), in.asByteBuffer());
-        metrics.remoteRead(upstream.name(), in.byteSize(), System.nanoTime() - t0);
+        if (!readTracked(session, frames.compressedOffset(i), in.asByteBuffer())) {
+            return; // the session ended (timed out, closed) before the request went out
+        }
         CorruptFrameException bad = decode(i, in, out);
         if (bad != null) {
             throw bad;
@@ -141,7 +141,7 @@ public final class FrameChunker extends AbstractChunker {
         }
     }
 
-    private void fetchRaw(int i) throws IOException {
+    private void fetchRaw(Session session, int i) throws IOException {
         long off = (long) i * chunkSize;
         MemorySegment out = buffer(1, (int) Math.min(chunkSize, size - off));
         if (tier != null) {
@@ -152,9 +152,9 @@ public final class FrameChunker extends AbstractChunker {
                 return;
             }
         }
-        long t0 = System.nanoTime();
-        upstream.readFully(off, out.asByteBuffer());
-        metrics.remoteRead(upstream.name(), out.byteSize(), System.nanoTime() - t0);
+        if (!readTracked(session, off, out.asByteBuffer())) {
+            return;
+        }
         cache.writeAt(out, off);
         if (tier != null) {
             tier.writeBehind(build, i, out);

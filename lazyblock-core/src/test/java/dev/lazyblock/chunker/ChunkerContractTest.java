@@ -27,6 +27,7 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -186,6 +187,24 @@ class ChunkerContractTest {
             byte[] got = new byte[len];
             c.readAt(got, 0, len, 0);
             assertArrayEquals(Arrays.copyOf(src, len), got, "read again once the store answers");
+        }
+    }
+
+    @Test
+    void aFrameFetchStalledPastTheDeadlineIsClosedToo() throws Exception {
+        byte[] src = image(10, 2 * CHUNK);
+        TestUpstream up = new TestUpstream(src);
+        up.stallBody = true;
+        ChunkerOptions opts = ChunkerOptions.DEFAULTS.withChunkSize(CHUNK).withFetchTimeout(Duration.ofMillis(1500));
+        SparseCache cache = SparseCache.create(dir.resolve("frames-" + System.nanoTime()), up.size(), 4096, 4096);
+        try (Chunker c = FrameChunker.raw(up, "build-1", cache, opts, null)) {
+            assertThrows(FetchTimeoutException.class, () -> c.readAt(new byte[4096], 0, 4096, CHUNK));
+            Await.until(() -> up.stalledBodies.get() == 0, Duration.ofSeconds(10),
+                    () -> up.stalledBodies.get() + " frame fetches still blocked on a stalled body");
+            up.unstall();
+            byte[] got = new byte[4096];
+            c.readAt(got, 0, got.length, CHUNK);
+            assertArrayEquals(Arrays.copyOfRange(src, CHUNK, CHUNK + 4096), got);
         }
     }
 
