@@ -1,11 +1,9 @@
 package dev.lazyblock.cli;
 
-import dev.lazyblock.upstream.ConfigValues;
 import dev.lazyblock.cache.PersistentCache;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.chunker.ChunkTier;
-import dev.lazyblock.chunker.DiskBudget;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -40,53 +38,17 @@ final class Caches implements LayeredImage.CacheFactory {
         return tier;
     }
 
-    void tier(ChunkTier t) {
+    /** The images read through {@code t}; kept caches here share its disk budget, if it has one. */
+    void useTier(ChunkTier t) throws IOException {
         this.tier = t;
-    }
-
-    /**
-     * Opens the shared tier at {@code dir}, under a disk budget when {@code budget} or {@code floor}
-     * is given (sizes like 20G, 512M, 4096).
-     */
-    static ChunkTier openTier(Path dir, String budget, String floor) throws IOException {
-        long max = budget == null ? Long.MAX_VALUE : size("--tier-budget", budget);
-        long min = floor == null ? 0 : size("--tier-floor", floor);
-        ChunkTier t = new ChunkTier(dir);
-        if (budget != null || floor != null) {
-            DiskBudget b = new DiskBudget(max, min, t.dir());
-            t.budget(b);
-            b.rescanEvery(java.time.Duration.ofMinutes(1)); // other hosts write to the tier too
-        }
-        return t;
-    }
-
-    /**
-     * Reads and writes through the shared tier in {@code tierDir}, under a budget if one is given
-     * (kept caches in this directory share it).
-     *
-     * @return the tier, to close after the images (it waits for its queued writes)
-     * @throws IllegalArgumentException naming the option whose value is not a size
-     */
-    ChunkTier useTier(Path tierDir, String budget, String floor) throws IOException {
-        ChunkTier t = openTier(tierDir, budget, floor);
-        tier(t);
         if (t.budget() != null && persistent) {
             t.budget().governCaches(dir);
         }
-        return t;
     }
 
     /** The tier's name for the chunks of a plain image: its name and version, hashed. */
     static String tierKey(String name, String version) {
         return "image-" + PersistentCache.key(name + "\n" + version);
-    }
-
-    private static long size(String option, String value) {
-        try {
-            return ConfigValues.size(value);
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(option + ": " + e.getMessage(), e);
-        }
     }
 
     boolean persistent() {

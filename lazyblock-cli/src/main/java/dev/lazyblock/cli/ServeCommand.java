@@ -46,6 +46,7 @@ import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
@@ -144,20 +145,8 @@ final class ServeCommand implements Callable<Integer> {
             description = "With --export-layer: store the new layer's diff as zstd or lz4 frames (default ${DEFAULT-VALUE}).")
     String compress;
 
-    @Option(names = "--tier", paramLabel = "DIR",
-            description = "A chunk cache shared by hosts (an NFS directory): misses read it before the store, "
-                    + "fetched chunks are written to it in the background. Chunks are then fetched whole. "
-                    + "A plain image's chunks are keyed by its name and version (ETag, generation, file mtime).")
-    Path tierDir;
-
-    @Option(names = "--tier-budget", paramLabel = "SIZE",
-            description = "With --tier: bytes the tier and this host's open caches may use together (e.g. 200G); "
-                    + "least recently used builds are evicted, never an open one.")
-    String tierBudget;
-
-    @Option(names = "--tier-floor", paramLabel = "SIZE",
-            description = "With --tier: free space to keep on the tier's file system (e.g. 10G).")
-    String tierFloor;
+    @Mixin
+    TierOptions tier = new TierOptions();
 
     @Override
     public Integer call() throws Exception {
@@ -207,13 +196,14 @@ final class ServeCommand implements Callable<Integer> {
                 !ownDir);
         CountingMetrics metrics = new CountingMetrics();
         List<AutoCloseable> closeLast = new ArrayList<>();
-        if (tierDir != null) {
-            try {
-                closeLast.add(caches.useTier(tierDir, tierBudget, tierFloor)); // closed after the images
-            } catch (IllegalArgumentException e) {
-                System.err.println("lazyblock serve: " + e.getMessage());
-                return 2;
+        try {
+            ChunkTier shared = tier.open(caches);
+            if (shared != null) {
+                closeLast.add(shared); // closed after the images
             }
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock serve: " + e.getMessage());
+            return 2;
         }
         Metrics reported = metrics;
         if (metricsListen != null) {

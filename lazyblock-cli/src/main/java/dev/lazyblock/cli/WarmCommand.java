@@ -2,6 +2,7 @@ package dev.lazyblock.cli;
 
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.chunker.ChunkTier;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.metrics.CountingMetrics;
@@ -16,6 +17,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
@@ -53,20 +55,8 @@ final class WarmCommand implements Callable<Integer> {
     @Option(names = "--layered", description = "IMAGE is a layered image's header, whatever its name.")
     boolean layered;
 
-    @Option(names = "--tier", paramLabel = "DIR",
-            description = "A chunk cache shared by hosts (an NFS directory): misses read it before the store, "
-                    + "fetched chunks are written to it in the background. Chunks are then fetched whole. "
-                    + "A plain image's chunks are keyed by its name and version (ETag, generation, file mtime).")
-    Path tierDir;
-
-    @Option(names = "--tier-budget", paramLabel = "SIZE",
-            description = "With --tier: bytes the tier and this host's open caches may use together (e.g. 200G); "
-                    + "least recently used builds are evicted, never an open one.")
-    String tierBudget;
-
-    @Option(names = "--tier-floor", paramLabel = "SIZE",
-            description = "With --tier: free space to keep on the tier's file system (e.g. 10G).")
-    String tierFloor;
+    @Mixin
+    TierOptions tier = new TierOptions();
 
     @Override
     public Integer call() throws Exception {
@@ -90,13 +80,14 @@ final class WarmCommand implements Callable<Integer> {
         CountingMetrics metrics = new CountingMetrics();
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics);
         List<AutoCloseable> closeLast = new ArrayList<>();
-        if (tierDir != null) {
-            try {
-                closeLast.add(caches.useTier(tierDir, tierBudget, tierFloor)); // closed after the images
-            } catch (IllegalArgumentException e) {
-                System.err.println("lazyblock warm: " + e.getMessage());
-                return 2;
+        try {
+            ChunkTier shared = tier.open(caches);
+            if (shared != null) {
+                closeLast.add(shared); // closed after the images
             }
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock warm: " + e.getMessage());
+            return 2;
         }
         IOException failure = null;
         String description;
@@ -170,7 +161,7 @@ final class WarmCommand implements Callable<Integer> {
             return 1;
         }
         System.out.printf("warmed %s: %,d bytes in %s (%,d fetched now in %,d requests, %,d already cached)%s%n",
-                description, total, cacheDir, m.remoteBytes(), m.remoteRequests(), already, tierDir == null ? ""
+                description, total, cacheDir, m.remoteBytes(), m.remoteRequests(), already, tier.dir == null ? ""
                         : String.format("; shared tier: %,d chunks (%,d bytes) read from it, %,d missed", m.tierHits(),
                         m.tierHitBytes(), m.tierMisses()));
         return 0;

@@ -52,6 +52,15 @@ class ConfigTest {
         assertEquals(3, warm.parallel, "the file named by $LAZYBLOCK_CONFIG");
         assertEquals(Path.of("/var/cache/lb"), warm.cacheDir);
         assertEquals("full-fetch", warm.chunker, "serve.chunker is serve's alone");
+
+        // Options shared through a mixin (the tier's) are keyed like any other, per command too.
+        Path t = config("tier=/mnt/nfs/tier", "warm.tier-budget=20G");
+        WarmCommand tiered = parsed(WarmCommand.class, Map.of(Config.ENV, t.toString()), "warm", "img");
+        assertEquals(Path.of("/mnt/nfs/tier"), tiered.tier.dir);
+        assertEquals("20G", tiered.tier.budget);
+        ServeCommand servedTiered = parsed(ServeCommand.class, Map.of(Config.ENV, t.toString()), "serve", "img");
+        assertEquals(Path.of("/mnt/nfs/tier"), servedTiered.tier.dir);
+        assertNull(servedTiered.tier.budget, "warm.tier-budget is warm's alone");
     }
 
     @Test
