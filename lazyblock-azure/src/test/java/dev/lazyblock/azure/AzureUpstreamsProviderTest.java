@@ -12,7 +12,6 @@ import dev.lazyblock.upstream.UpstreamProvider;
 import dev.lazyblock.upstream.Upstreams;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
-import java.util.Map;
 import java.util.ServiceLoader;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -27,20 +26,16 @@ class AzureUpstreamsProviderTest {
     @RegisterExtension
     static final Azurite server = new Azurite();
 
-    private Map<String, String> properties;
+    private AutoCloseable configured;
 
     @BeforeEach
     void configure() {
-        properties = Map.of(
-                AzureConfig.Setting.ENDPOINT.property(), server.endpoint().toString(),
-                AzureConfig.Setting.ACCOUNT.property(), Azurite.ACCOUNT,
-                AzureConfig.Setting.KEY.property(), Azurite.KEY);
-        properties.forEach(System::setProperty);
+        configured = server.asSystemProperties();
     }
 
     @AfterEach
-    void unconfigure() {
-        properties.keySet().forEach(System::clearProperty);
+    void unconfigure() throws Exception {
+        configured.close();
     }
 
     @Test

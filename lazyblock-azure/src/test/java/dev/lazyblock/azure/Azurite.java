@@ -80,6 +80,19 @@ public final class Azurite implements BeforeAllCallback, AfterAllCallback {
         return config(endpoint());
     }
 
+    /**
+     * Points {@link AzureConfig#fromEnvironment()} at this server the way a user would, through
+     * system properties (endpoint, account, key); closing clears them.
+     */
+    public AutoCloseable asSystemProperties() {
+        java.util.Map<String, String> properties = java.util.Map.of(
+                AzureConfig.Setting.ENDPOINT.property(), endpoint().toString(),
+                AzureConfig.Setting.ACCOUNT.property(), ACCOUNT,
+                AzureConfig.Setting.KEY.property(), KEY);
+        properties.forEach(System::setProperty);
+        return () -> properties.keySet().forEach(System::clearProperty);
+    }
+
     /** A container name no other test in this run uses, created. */
     public String newContainer() {
         String name = "c" + containers.incrementAndGet() + "-" + Long.toHexString(new Random().nextLong() & 0xffffffL);

@@ -11,7 +11,6 @@ import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Map;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -27,20 +26,16 @@ class AzureUrlsTest {
     @TempDir
     Path dir;
 
-    private Map<String, String> properties;
+    private AutoCloseable configured;
 
     @BeforeEach
     void configure() {
-        properties = Map.of(
-                AzureConfig.Setting.ENDPOINT.property(), server.endpoint().toString(),
-                AzureConfig.Setting.ACCOUNT.property(), Azurite.ACCOUNT,
-                AzureConfig.Setting.KEY.property(), Azurite.KEY);
-        properties.forEach(System::setProperty);
+        configured = server.asSystemProperties();
     }
 
     @AfterEach
-    void unconfigure() {
-        properties.keySet().forEach(System::clearProperty);
+    void unconfigure() throws Exception {
+        configured.close();
     }
 
     @Test
