@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.azure.core.util.BinaryData;
+import dev.lazyblock.testing.Await;
 import dev.lazyblock.testing.FaultProxy;
 import dev.lazyblock.testing.FaultProxy.Fault;
 import dev.lazyblock.testing.FaultProxy.Request;
@@ -142,7 +143,8 @@ class AzureDroppedConnectionTest {
             Upstream.RangeStream s = up.openRange(0, SIZE);
             Thread closer = Thread.ofPlatform().start(() -> {
                 try {
-                    Thread.sleep(500);
+                    // The body has stopped coming: the reader is, or is about to be, blocked on it.
+                    Await.until(() -> proxy.stalledNow() > 0, Duration.ofSeconds(30), () -> "the proxy stalled the body");
                     s.close();
                 } catch (Exception ignored) {
                     // the test's assertion says what went wrong
