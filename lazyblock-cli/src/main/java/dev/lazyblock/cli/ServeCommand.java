@@ -19,7 +19,6 @@ import dev.lazyblock.metrics.micrometer.MetricsServer;
 import dev.lazyblock.metrics.micrometer.MicrometerMetrics;
 import dev.lazyblock.nbd.NbdExport;
 import dev.lazyblock.nbd.NbdServer;
-import dev.lazyblock.upstream.DirectoryStore;
 import dev.lazyblock.upstream.ObjectStore;
 import dev.lazyblock.upstream.Upstream;
 import dev.lazyblock.upstream.UpstreamProvider;
@@ -34,14 +33,10 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
-import java.util.Locale;
-import java.util.ServiceLoader;
 import java.util.UUID;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -380,43 +375,10 @@ final class ServeCommand implements Callable<Integer> {
 
     record StoreAndKey(ObjectStore store, String key) {}
 
-    private static final Pattern SCHEME = Pattern.compile("^([A-Za-z][A-Za-z0-9+.-]*)://");
-
     /** The store a header lives in and its key there: its directory for a path, a provider for s3://. */
     static StoreAndKey storeOf(String image) throws IOException {
-        Matcher m = SCHEME.matcher(image);
-        String scheme = m.find() ? m.group(1).toLowerCase(Locale.ROOT) : "file";
-        switch (scheme) {
-            case "file" -> {
-                Path p = image.regionMatches(true, 0, "file:", 0, 5) ? Path.of(URI.create(image)) : Path.of(image);
-                p = p.toAbsolutePath().normalize();
-                return new StoreAndKey(new DirectoryStore(p.getParent()), p.getFileName().toString());
-            }
-            case "http", "https" -> {
-                URI uri = URI.create(image);
-                UpstreamProvider claimant = Upstreams.claimant(uri);
-                if (claimant != null) {
-                    UpstreamProvider.StoreAndKey sk = claimant.store(image);
-                    return new StoreAndKey(sk.store(), sk.key());
-                }
-                String path = uri.getRawPath();
-                int slash = path.lastIndexOf('/');
-                URI base = uri.resolve(path.substring(0, slash + 1));
-                return new StoreAndKey(new HttpStore(base), path.substring(slash + 1));
-            }
-            default -> {
-                for (UpstreamProvider p : ServiceLoader.load(UpstreamProvider.class)) {
-                    if (p.schemes().contains(scheme)) {
-                        UpstreamProvider.StoreAndKey sk = p.store(image);
-                        return new StoreAndKey(sk.store(), sk.key());
-                    }
-                }
-                throw new IllegalArgumentException("no store for " + scheme + ":// URLs on the class path"
-                        + (scheme.equals("s3") ? " (the lazyblock-s3 module carries it)"
-                        : scheme.equals("az") ? " (the lazyblock-azure module carries it)"
-                        : scheme.equals("gs") ? " (the lazyblock-gcs module carries it)" : ""));
-            }
-        }
+        UpstreamProvider.StoreAndKey sk = Upstreams.store(image);
+        return new StoreAndKey(sk.store(), sk.key());
     }
 
     static boolean isHeader(String image) {

@@ -132,28 +132,9 @@ public final class LayeredImage implements Device {
                 if (b.size() == 0) {
                     continue; // nothing can be read from it
                 }
-                upstreams[i] = store.open(diffKey(dir, b.id()));
-                long actual = upstreams[i].size();
-                if (actual != b.storedSize()) {
-                    throw new UpstreamException(upstreams[i].name(), 0, actual, "the header says build " + b.id()
-                            + (b.compressed() ? " stores " + b.storedSize() + " bytes of compressed frames"
-                            : " has " + b.size() + " bytes") + ", its diff object has " + actual);
-                }
-                FrameCodec codec = b.compressed() ? FrameCodecs.byId(b.frames().codec()) : null;
-                SparseCache cache = caches.create(store.name() + "/" + diffKey(dir, b.id()), b.size(),
-                        header.blockSize());
-                if (budget != null) {
-                    budget.count(cache);
-                }
-                try {
-                    chunkers[i] = b.compressed()
-                            ? new FrameChunker(upstreams[i], b.id().toString(), b.frames(), codec, cache, options, tier)
-                            : tier != null ? FrameChunker.raw(upstreams[i], b.id().toString(), cache, options, tier)
-                            : kind.create(upstreams[i], cache, options);
-                } catch (IOException | RuntimeException e) {
-                    cache.close(); // a persistent cache would keep its lock otherwise
-                    throw e;
-                }
+                OpenedBuild o = openBuild(store, diffKey(dir, b.id()), b, header.blockSize(), kind, options, caches, tier);
+                upstreams[i] = o.upstream();
+                chunkers[i] = o.chunker();
             }
         } catch (IOException | RuntimeException e) {
             closeAll(upstreams, chunkers);
@@ -161,6 +142,97 @@ public final class LayeredImage implements Device {
             throw e;
         }
         return new LayeredImage(store.name() + "/" + headerKey, header, upstreams, chunkers, pins);
+    }
+
+    /** One build's diff object and the chunker reading it; the caller closes both, the chunker first. */
+    public record OpenedBuild(Upstream upstream, Chunker chunker) {
+        public void close() {
+            if (!chunker.cache().isClosed()) {
+                chunker.close();
+            }
+            try {
+                upstream.close();
+            } catch (IOException ignored) {
+                // closing a read-only object: nothing to lose
+            }
+        }
+    }
+
+    /**
+     * Opens build {@code b}'s diff object at {@code diffKey} and a chunker over it, its cache from
+     * {@code caches}: compressed builds frame by frame, raw builds through {@code tier} when there
+     * is one, else with a chunker of {@code kind}. The diff's size is checked against the header.
+     */
+    public static OpenedBuild openBuild(ObjectStore store, String diffKey, Build b, int blockSize, ChunkerKind kind,
+                                        ChunkerOptions options, CacheFactory caches, ChunkTier tier) throws IOException {
+        Upstream up = store.open(diffKey);
+        try {
+            long actual = up.size();
+            if (actual != b.storedSize()) {
+                throw new UpstreamException(up.name(), 0, actual, "the header says build " + b.id()
+                        + (b.compressed() ? " stores " + b.storedSize() + " bytes of compressed frames"
+                        : " has " + b.size() + " bytes") + ", its diff object has " + actual);
+            }
+            FrameCodec codec = b.compressed() ? FrameCodecs.byId(b.frames().codec()) : null;
+            SparseCache cache = caches.create(store.name() + "/" + diffKey, b.size(), blockSize);
+            DiskBudget budget = tier == null ? null : tier.budget();
+            if (budget != null) {
+                budget.count(cache);
+            }
+            try {
+                Chunker c = b.compressed()
+                        ? new FrameChunker(up, b.id().toString(), b.frames(), codec, cache, options, tier)
+                        : tier != null ? FrameChunker.raw(up, b.id().toString(), cache, options, tier)
+                        : kind.create(up, cache, options);
+                return new OpenedBuild(up, c);
+            } catch (IOException | RuntimeException e) {
+                cache.close(); // a persistent cache would keep its lock otherwise
+                throw e;
+            }
+        } catch (IOException | RuntimeException e) {
+            try {
+                up.close();
+            } catch (IOException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * Gives a layered image the chunker of each of its builds: a host that serves many images
+     * over shared base builds opens each build once and hands out references
+     * ({@link #open(ObjectStore, String, BuildOpener)}). The image closes each chunker it got
+     * when it closes; a shared one should take that as a release of its reference.
+     */
+    @FunctionalInterface
+    public interface BuildOpener {
+        Chunker open(ObjectStore store, String diffKey, Build build, int blockSize) throws IOException;
+    }
+
+    /** Opens the layered image whose header is at {@code headerKey}, each build's chunker from {@code builds}. */
+    public static LayeredImage open(ObjectStore store, String headerKey, BuildOpener builds) throws IOException {
+        LayerHeader header = readHeader(store, headerKey);
+        String dir = dirOf(headerKey);
+        List<Build> list = header.builds();
+        Upstream[] upstreams = new Upstream[list.size()];
+        Chunker[] chunkers = new Chunker[list.size()];
+        try {
+            for (int i = 0; i < list.size(); i++) {
+                Build b = list.get(i);
+                if (b.size() != 0) {
+                    chunkers[i] = builds.open(store, diffKey(dir, b.id()), b, header.blockSize());
+                    if (chunkers[i].size() != b.size()) {
+                        throw new IOException("the chunker given for build " + b.id() + " holds " + chunkers[i].size()
+                                + " bytes, the header says " + b.size());
+                    }
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            closeAll(upstreams, chunkers);
+            throw e;
+        }
+        return new LayeredImage(store.name() + "/" + headerKey, header, upstreams, chunkers, List.of());
     }
 
     public LayerHeader header() {

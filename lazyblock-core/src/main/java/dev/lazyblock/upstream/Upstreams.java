@@ -40,6 +40,43 @@ public final class Upstreams {
         };
     }
 
+    /**
+     * The object store an image URL lives in and its key there: a path's directory as a
+     * {@link DirectoryStore}, an http(s) URL's directory as an {@link HttpStore} (unless a
+     * provider claims it), and the provider's store for any other scheme. A layered image's
+     * header is named this way: its builds are found next to it.
+     *
+     * @throws IllegalArgumentException for a scheme no module on the class path opens
+     */
+    public static UpstreamProvider.StoreAndKey store(String url) throws IOException {
+        Matcher m = SCHEME.matcher(url);
+        String scheme = m.find() ? m.group(1).toLowerCase(Locale.ROOT) : "file";
+        switch (scheme) {
+            case "file" -> {
+                Path p = url.regionMatches(true, 0, "file:", 0, 5) ? Path.of(parse(url, scheme)) : Path.of(url);
+                p = p.toAbsolutePath().normalize();
+                if (p.getParent() == null) {
+                    throw new IllegalArgumentException("an image path names a file, not the root directory");
+                }
+                return new UpstreamProvider.StoreAndKey(new DirectoryStore(p.getParent()), p.getFileName().toString());
+            }
+            case "http", "https" -> {
+                URI uri = parse(url, scheme);
+                UpstreamProvider claimant = claimant(uri);
+                if (claimant != null) {
+                    return claimant.store(url);
+                }
+                String path = uri.getRawPath() == null || uri.getRawPath().isEmpty() ? "/" : uri.getRawPath();
+                int slash = path.lastIndexOf('/');
+                URI base = uri.resolve(path.substring(0, slash + 1));
+                return new UpstreamProvider.StoreAndKey(new HttpStore(base), path.substring(slash + 1));
+            }
+            default -> {
+                return provider(scheme).store(url);
+            }
+        }
+    }
+
     /** The provider that {@linkplain UpstreamProvider#claims claims} an http(s) URL, or null. */
     public static UpstreamProvider claimant(URI url) {
         for (UpstreamProvider p : ServiceLoader.load(UpstreamProvider.class)) {
@@ -63,7 +100,10 @@ public final class Upstreams {
         }
         // Only the scheme goes into the message: the rest may be a signed URL.
         throw new IllegalArgumentException("unsupported URL scheme '" + scheme + "': supported are a plain path and "
-                + String.join("://, ", known) + "://");
+                + String.join("://, ", known) + "://"
+                + (scheme.equals("s3") ? " (the lazyblock-s3 module carries s3://)"
+                : scheme.equals("az") ? " (the lazyblock-azure module carries az://)"
+                : scheme.equals("gs") ? " (the lazyblock-gcs module carries gs://)" : ""));
     }
 
     /** Like URI.create, but the error leaves the URL out: it may be a signed one. */

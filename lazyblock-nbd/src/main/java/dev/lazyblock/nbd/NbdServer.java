@@ -5,11 +5,17 @@ import java.io.IOException;
 import java.net.Inet6Address;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.net.StandardProtocolFamily;
 import java.net.StandardSocketOptions;
+import java.net.UnixDomainSocketAddress;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -18,6 +24,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
@@ -45,8 +52,13 @@ import org.slf4j.LoggerFactory;
  * {@code base:allocation}; every other option gets NBD_REP_ERR_UNSUP. Commands: READ, WRITE,
  * WRITE_ZEROES, TRIM, FLUSH, CACHE, BLOCK_STATUS, DISC. Every connection is served by virtual
  * threads, one per request, so a connection keeps many requests in flight and replies complete
- * out of order. Binds to 127.0.0.1:10809 unless told otherwise. The server does not own its
- * exports' devices: close them after the server.
+ * out of order. Binds to 127.0.0.1:10809 unless told otherwise, or to a Unix socket
+ * ({@link Builder#listenUnix}: {@code nbd+unix:///rootfs?socket=/run/x.sock}). The server does not
+ * own its exports' devices: close them after the server.
+ *
+ * <p>Threads: the acceptor is a virtual thread, and servers may share one handshake timer
+ * ({@link Builder#timer}), so an idle server holds no platform thread of its own: a host daemon
+ * runs one server per sandbox.
  */
 public final class NbdServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(NbdServer.class);
@@ -72,22 +84,34 @@ public final class NbdServer implements AutoCloseable {
 
     private final Map<String, NbdExport> exports;
     private final NbdExport defaultExport;
-    private final InetSocketAddress requested;
+    /** An {@link InetSocketAddress} or a {@link UnixDomainSocketAddress}. */
+    private final SocketAddress requested;
     private final Duration handshakeTimeout;
     private final Duration drainTimeout;
     private final int connectionBudget;
     final Counters stats = new Counters();
     private final BufferPool pool = new BufferPool();
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
-    private final ScheduledThreadPoolExecutor timer = new ScheduledThreadPoolExecutor(1,
-            Thread.ofPlatform().daemon().name("nbd-timer").factory());
+    /** Handshake deadlines and drain checks; the server's own, or one shared by many servers. */
+    private final ScheduledExecutorService timer;
+    /** Whether {@link #timer} is this server's, to shut down at close. */
+    private final boolean ownTimer;
 
     private ServerSocketChannel listener;
     private Thread acceptor;
     private volatile boolean closing;
 
     private NbdServer(Builder b) {
-        timer.setRemoveOnCancelPolicy(true); // a handshake that finishes takes its timeout out of the queue
+        if (b.timer != null) {
+            this.timer = b.timer;
+            this.ownTimer = false;
+        } else {
+            ScheduledThreadPoolExecutor t = new ScheduledThreadPoolExecutor(1,
+                    Thread.ofPlatform().daemon().name("nbd-timer").factory());
+            t.setRemoveOnCancelPolicy(true); // a handshake that finishes takes its timeout out of the queue
+            this.timer = t;
+            this.ownTimer = true;
+        }
         this.exports = new LinkedHashMap<>(b.exports);
         this.defaultExport = b.exports.values().iterator().next();
         this.requested = b.address;
@@ -103,7 +127,8 @@ public final class NbdServer implements AutoCloseable {
     /** Configures and starts a server. */
     public static final class Builder {
         private final Map<String, NbdExport> exports = new LinkedHashMap<>();
-        private InetSocketAddress address = new InetSocketAddress(InetAddress.getLoopbackAddress(), DEFAULT_PORT);
+        private SocketAddress address = new InetSocketAddress(InetAddress.getLoopbackAddress(), DEFAULT_PORT);
+        private ScheduledExecutorService timer;
         private Duration handshakeTimeout = DEFAULT_HANDSHAKE_TIMEOUT;
         private Duration drainTimeout = DEFAULT_DRAIN_TIMEOUT;
         private int connectionBudget = DEFAULT_CONNECTION_BUDGET;
@@ -126,6 +151,26 @@ public final class NbdServer implements AutoCloseable {
         /** Where to listen (default 127.0.0.1:10809); port 0 picks a free port. */
         public Builder listen(InetSocketAddress a) {
             this.address = Objects.requireNonNull(a, "address");
+            return this;
+        }
+
+        /**
+         * Listens on a Unix socket at {@code path} instead of TCP. A socket file left there by an
+         * earlier run is replaced; any other file there is an error. The file is removed at close.
+         */
+        public Builder listenUnix(Path path) {
+            this.address = UnixDomainSocketAddress.of(Objects.requireNonNull(path, "path"));
+            return this;
+        }
+
+        /**
+         * Schedules handshake timeouts on {@code t} (shared by many servers, not shut down by
+         * this one) instead of a timer thread of the server's own. Use a
+         * {@link ScheduledThreadPoolExecutor} with remove-on-cancel, or finished handshakes keep
+         * their timeouts queued until they fire.
+         */
+        public Builder timer(ScheduledExecutorService t) {
+            this.timer = Objects.requireNonNull(t, "timer");
             return this;
         }
 
@@ -163,16 +208,44 @@ public final class NbdServer implements AutoCloseable {
     }
 
     private void bind() throws IOException {
-        listener = ServerSocketChannel.open();
         try {
-            listener.setOption(StandardSocketOptions.SO_REUSEADDR, true);
+            if (requested instanceof UnixDomainSocketAddress u) {
+                removeStaleSocket(u.getPath());
+                listener = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+            } else {
+                listener = ServerSocketChannel.open();
+                listener.setOption(StandardSocketOptions.SO_REUSEADDR, true);
+            }
             listener.bind(requested, 128);
         } catch (IOException e) {
-            listener.close();
-            throw new IOException("cannot listen on " + requested + ": " + e.getMessage(), e);
+            if (listener != null) {
+                listener.close();
+            }
+            if (ownTimer) {
+                timer.shutdownNow();
+            }
+            throw new IOException("cannot listen on " + describe(requested) + ": " + e.getMessage(), e);
         }
-        acceptor = Thread.ofPlatform().daemon().name("nbd-accept-" + port()).start(this::acceptLoop);
-        log.debug("NBD server listening on {} with exports {}", address(), exports.keySet());
+        acceptor = Thread.ofVirtual().name("nbd-accept-" + describe(requested)).start(this::acceptLoop);
+        log.debug("NBD server listening on {} with exports {}", describe(requested), exports.keySet());
+    }
+
+    /** A socket file from an earlier run is in the way of bind; anything else there is not ours to delete. */
+    private static void removeStaleSocket(Path path) throws IOException {
+        BasicFileAttributes a;
+        try {
+            a = Files.readAttributes(path, BasicFileAttributes.class, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+        } catch (java.nio.file.NoSuchFileException e) {
+            return;
+        }
+        if (!a.isOther()) {
+            throw new IOException(path + " exists and is not a socket");
+        }
+        Files.delete(path);
+    }
+
+    private static String describe(SocketAddress a) {
+        return a instanceof UnixDomainSocketAddress u ? "unix:" + u.getPath() : String.valueOf(a);
     }
 
     private void acceptLoop() {
@@ -189,7 +262,9 @@ public final class NbdServer implements AutoCloseable {
                 continue;
             }
             try {
-                ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
+                if (!(requested instanceof UnixDomainSocketAddress)) {
+                    ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
+                }
                 Connection c = new Connection(this, ch, pool, connectionBudget);
                 connections.add(c);
                 stats.connections.increment();
@@ -210,21 +285,39 @@ public final class NbdServer implements AutoCloseable {
         }
     }
 
-    /** The address the server listens on (the real port when asked for port 0). */
+    /**
+     * The TCP address the server listens on (the real port when asked for port 0).
+     *
+     * @throws IllegalStateException for a server on a Unix socket (see {@link #unixSocket()})
+     */
     public InetSocketAddress address() {
+        if (requested instanceof UnixDomainSocketAddress u) {
+            throw new IllegalStateException("this server listens on the Unix socket " + u.getPath() + ", not on TCP");
+        }
         try {
             return (InetSocketAddress) listener.getLocalAddress();
         } catch (IOException e) {
-            return requested;
+            return (InetSocketAddress) requested;
         }
+    }
+
+    /** The Unix socket the server listens on, or null for TCP. */
+    public Path unixSocket() {
+        return requested instanceof UnixDomainSocketAddress u ? u.getPath() : null;
     }
 
     public int port() {
         return address().getPort();
     }
 
-    /** The URI a client should use for {@code exportName}, e.g. {@code nbd://127.0.0.1:10809/rootfs}. */
+    /**
+     * The URI a client should use for {@code exportName}, e.g. {@code nbd://127.0.0.1:10809/rootfs}
+     * or {@code nbd+unix:///rootfs?socket=/run/lazyblock/sb1.sock}.
+     */
     public String uri(String exportName) {
+        if (requested instanceof UnixDomainSocketAddress u) {
+            return "nbd+unix:///" + encodePath(exportName) + "?socket=" + encodePath(u.getPath().toString());
+        }
         InetSocketAddress a = address();
         InetAddress ip = a.getAddress();
         String host = ip == null ? a.getHostString() : ip.getHostAddress();
@@ -316,12 +409,22 @@ public final class NbdServer implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        timer.shutdownNow();
-        log.debug("NBD server on {} closed: {}", requested, stats());
+        if (ownTimer) {
+            timer.shutdownNow();
+        }
+        if (requested instanceof UnixDomainSocketAddress u) {
+            try {
+                Files.deleteIfExists(u.getPath());
+            } catch (IOException e) {
+                log.debug("cannot remove the socket {}: {}", u.getPath(), e.toString());
+            }
+        }
+        log.debug("NBD server on {} closed: {}", describe(requested), stats());
     }
 
     @Override
     public String toString() {
-        return "NbdServer[" + (listener == null ? requested : address()) + ", exports " + exports.keySet() + "]";
+        return "NbdServer[" + (listener == null || requested instanceof UnixDomainSocketAddress ? describe(requested)
+                : address()) + ", exports " + exports.keySet() + "]";
     }
 }

@@ -1,10 +1,5 @@
-package dev.lazyblock.cli;
+package dev.lazyblock.upstream;
 
-import dev.lazyblock.upstream.HttpUpstream;
-import dev.lazyblock.upstream.ObjectKeys;
-import dev.lazyblock.upstream.ObjectStore;
-import dev.lazyblock.upstream.Upstream;
-import dev.lazyblock.upstream.UpstreamException;
 import java.io.IOException;
 import java.net.URI;
 import java.net.URISyntaxException;
@@ -14,11 +9,11 @@ import java.nio.file.Path;
  * A read-only {@link ObjectStore} under an HTTP(S) base URL: a layered image published on a web
  * server, each object a Range-capable URL next to its header. Writing is refused.
  */
-final class HttpStore implements ObjectStore {
+public final class HttpStore implements ObjectStore {
     private final URI base;
     private final String name;
 
-    HttpStore(URI base) {
+    public HttpStore(URI base) {
         this.base = base;
         String n;
         try {
