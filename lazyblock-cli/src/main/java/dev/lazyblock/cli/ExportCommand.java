@@ -1,5 +1,7 @@
 package dev.lazyblock.cli;
 
+import dev.lazyblock.upstream.UpstreamProvider;
+import dev.lazyblock.upstream.Upstreams;
 import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.frame.FrameCodec;
@@ -84,7 +86,7 @@ final class ExportCommand implements Callable<Integer> {
         if (scheme.equals("file")) {
             Files.createDirectories(base.startsWith("file:") ? Path.of(java.net.URI.create(base)) : Path.of(base));
         }
-        ServeCommand.StoreAndKey at = ServeCommand.storeOf(base + "/layer.header");
+        UpstreamProvider.StoreAndKey at = Upstreams.store(base + "/layer.header");
         String dir = LayeredImage.dirOf(at.key());
         try (ObjectStore store = at.store()) {
             long size = Files.size(file);

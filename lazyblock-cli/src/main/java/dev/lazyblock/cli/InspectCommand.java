@@ -1,5 +1,7 @@
 package dev.lazyblock.cli;
 
+import dev.lazyblock.upstream.UpstreamProvider;
+import dev.lazyblock.upstream.Upstreams;
 import dev.lazyblock.device.LayerHeader;
 import dev.lazyblock.device.LayerHeader.Build;
 import dev.lazyblock.device.LayerHeader.Mapping;
@@ -28,9 +30,9 @@ final class InspectCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        ServeCommand.StoreAndKey sk;
+        UpstreamProvider.StoreAndKey sk;
         try {
-            sk = ServeCommand.storeOf(header);
+            sk = Upstreams.store(header);
         } catch (IllegalArgumentException e) {
             System.err.println("lazyblock inspect: " + e.getMessage());
             return 2;

@@ -19,7 +19,6 @@ import dev.lazyblock.metrics.micrometer.MetricsServer;
 import dev.lazyblock.metrics.micrometer.MicrometerMetrics;
 import dev.lazyblock.nbd.NbdExport;
 import dev.lazyblock.nbd.NbdServer;
-import dev.lazyblock.upstream.ObjectStore;
 import dev.lazyblock.upstream.Upstream;
 import dev.lazyblock.upstream.UpstreamProvider;
 import dev.lazyblock.upstream.Upstreams;
@@ -327,12 +326,12 @@ final class ServeCommand implements Callable<Integer> {
     }
 
     /** What serve reads; for a layered image also where its header lives, to export a layer beside it. */
-    record Source(Device device, String description, List<Chunker> chunkers, StoreAndKey layer) {}
+    record Source(Device device, String description, List<Chunker> chunkers, UpstreamProvider.StoreAndKey layer) {}
 
     static Source open(String image, boolean header, Caches caches, ChunkerKind kind, ChunkerOptions options,
                        List<AutoCloseable> closeLast) throws IOException {
         if (header) {
-            StoreAndKey sk = storeOf(image);
+            UpstreamProvider.StoreAndKey sk = Upstreams.store(image);
             closeLast.add(sk.store());
             LayeredImage li = LayeredImage.open(sk.store(), sk.key(), kind, options, caches, caches.tier());
             closeLast.addFirst(li);
@@ -371,14 +370,6 @@ final class ServeCommand implements Callable<Integer> {
         }
         closeLast.addFirst(c);
         return new Source(c, description, List.of(c), null);
-    }
-
-    record StoreAndKey(ObjectStore store, String key) {}
-
-    /** The store a header lives in and its key there: its directory for a path, a provider for s3://. */
-    static StoreAndKey storeOf(String image) throws IOException {
-        UpstreamProvider.StoreAndKey sk = Upstreams.store(image);
-        return new StoreAndKey(sk.store(), sk.key());
     }
 
     static boolean isHeader(String image) {

@@ -144,7 +144,7 @@ public final class LayeredImage implements Device {
         return new LayeredImage(store.name() + "/" + headerKey, header, upstreams, chunkers, pins);
     }
 
-    /** One build's diff object and the chunker reading it; the caller closes both, the chunker first. */
+    /** One build's diff object and the chunker reading it; {@link #close} closes both, the chunker first. */
     public record OpenedBuild(Upstream upstream, Chunker chunker) {
         public void close() {
             if (!chunker.cache().isClosed()) {
@@ -215,7 +215,7 @@ public final class LayeredImage implements Device {
         LayerHeader header = readHeader(store, headerKey);
         String dir = dirOf(headerKey);
         List<Build> list = header.builds();
-        Upstream[] upstreams = new Upstream[list.size()];
+        Upstream[] none = new Upstream[0]; // the opener owns the builds' diff objects
         Chunker[] chunkers = new Chunker[list.size()];
         try {
             for (int i = 0; i < list.size(); i++) {
@@ -229,10 +229,10 @@ public final class LayeredImage implements Device {
                 }
             }
         } catch (IOException | RuntimeException e) {
-            closeAll(upstreams, chunkers);
+            closeAll(none, chunkers);
             throw e;
         }
-        return new LayeredImage(store.name() + "/" + headerKey, header, upstreams, chunkers, List.of());
+        return new LayeredImage(store.name() + "/" + headerKey, header, none, chunkers, List.of());
     }
 
     public LayerHeader header() {

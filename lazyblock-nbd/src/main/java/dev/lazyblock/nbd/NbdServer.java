@@ -15,7 +15,8 @@ import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.attribute.BasicFileAttributes;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -86,6 +87,8 @@ public final class NbdServer implements AutoCloseable {
     private final NbdExport defaultExport;
     /** An {@link InetSocketAddress} or a {@link UnixDomainSocketAddress}. */
     private final SocketAddress requested;
+    /** The Unix socket's path, or null on TCP. */
+    private final Path unixPath;
     private final Duration handshakeTimeout;
     private final Duration drainTimeout;
     private final int connectionBudget;
@@ -115,6 +118,7 @@ public final class NbdServer implements AutoCloseable {
         this.exports = new LinkedHashMap<>(b.exports);
         this.defaultExport = b.exports.values().iterator().next();
         this.requested = b.address;
+        this.unixPath = b.address instanceof UnixDomainSocketAddress u ? u.getPath() : null;
         this.handshakeTimeout = b.handshakeTimeout;
         this.drainTimeout = b.drainTimeout;
         this.connectionBudget = b.connectionBudget;
@@ -209,8 +213,8 @@ public final class NbdServer implements AutoCloseable {
 
     private void bind() throws IOException {
         try {
-            if (requested instanceof UnixDomainSocketAddress u) {
-                removeStaleSocket(u.getPath());
+            if (unixPath != null) {
+                removeStaleSocket(unixPath);
                 listener = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
             } else {
                 listener = ServerSocketChannel.open();
@@ -230,15 +234,19 @@ public final class NbdServer implements AutoCloseable {
         log.debug("NBD server listening on {} with exports {}", describe(requested), exports.keySet());
     }
 
+    /** {@code S_IFMT} and {@code S_IFSOCK} of {@code st_mode}: a socket, not a FIFO or a device node. */
+    private static final int S_IFMT = 0170000;
+    private static final int S_IFSOCK = 0140000;
+
     /** A socket file from an earlier run is in the way of bind; anything else there is not ours to delete. */
     private static void removeStaleSocket(Path path) throws IOException {
-        BasicFileAttributes a;
+        int mode;
         try {
-            a = Files.readAttributes(path, BasicFileAttributes.class, java.nio.file.LinkOption.NOFOLLOW_LINKS);
-        } catch (java.nio.file.NoSuchFileException e) {
+            mode = (Integer) Files.getAttribute(path, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+        } catch (NoSuchFileException e) {
             return;
         }
-        if (!a.isOther()) {
+        if ((mode & S_IFMT) != S_IFSOCK) {
             throw new IOException(path + " exists and is not a socket");
         }
         Files.delete(path);
@@ -262,7 +270,7 @@ public final class NbdServer implements AutoCloseable {
                 continue;
             }
             try {
-                if (!(requested instanceof UnixDomainSocketAddress)) {
+                if (unixPath == null) {
                     ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
                 }
                 Connection c = new Connection(this, ch, pool, connectionBudget);
@@ -291,8 +299,8 @@ public final class NbdServer implements AutoCloseable {
      * @throws IllegalStateException for a server on a Unix socket (see {@link #unixSocket()})
      */
     public InetSocketAddress address() {
-        if (requested instanceof UnixDomainSocketAddress u) {
-            throw new IllegalStateException("this server listens on the Unix socket " + u.getPath() + ", not on TCP");
+        if (unixPath != null) {
+            throw new IllegalStateException("this server listens on the Unix socket " + unixPath + ", not on TCP");
         }
         try {
             return (InetSocketAddress) listener.getLocalAddress();
@@ -303,7 +311,7 @@ public final class NbdServer implements AutoCloseable {
 
     /** The Unix socket the server listens on, or null for TCP. */
     public Path unixSocket() {
-        return requested instanceof UnixDomainSocketAddress u ? u.getPath() : null;
+        return unixPath;
     }
 
     public int port() {
@@ -315,8 +323,8 @@ public final class NbdServer implements AutoCloseable {
      * or {@code nbd+unix:///rootfs?socket=/run/lazyblock/sb1.sock}.
      */
     public String uri(String exportName) {
-        if (requested instanceof UnixDomainSocketAddress u) {
-            return "nbd+unix:///" + encodePath(exportName) + "?socket=" + encodePath(u.getPath().toString());
+        if (unixPath != null) {
+            return "nbd+unix:///" + encodePath(exportName) + "?socket=" + encodePath(unixPath.toString());
         }
         InetSocketAddress a = address();
         InetAddress ip = a.getAddress();
@@ -412,11 +420,11 @@ public final class NbdServer implements AutoCloseable {
         if (ownTimer) {
             timer.shutdownNow();
         }
-        if (requested instanceof UnixDomainSocketAddress u) {
+        if (unixPath != null) {
             try {
-                Files.deleteIfExists(u.getPath());
+                Files.deleteIfExists(unixPath);
             } catch (IOException e) {
-                log.debug("cannot remove the socket {}: {}", u.getPath(), e.toString());
+                log.debug("cannot remove the socket {}: {}", unixPath, e.toString());
             }
         }
         log.debug("NBD server on {} closed: {}", describe(requested), stats());
@@ -424,7 +432,7 @@ public final class NbdServer implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "NbdServer[" + (listener == null || requested instanceof UnixDomainSocketAddress ? describe(requested)
+        return "NbdServer[" + (listener == null || unixPath != null ? describe(requested)
                 : address()) + ", exports " + exports.keySet() + "]";
     }
 }

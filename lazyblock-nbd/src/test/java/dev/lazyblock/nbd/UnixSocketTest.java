@@ -50,7 +50,7 @@ class UnixSocketTest {
     }
 
     @Test
-    void aStaleSocketFileIsReplacedButAnyOtherFileIsNot() throws Exception {
+    void aStaleSocketFileIsReplacedButAFileOrFifoIsNot() throws Exception {
         byte[] image = Images.random(22, 1 << 20);
         Path sock = dir.resolve("stale.sock");
         ScheduledThreadPoolExecutor timer = new ScheduledThreadPoolExecutor(1);
@@ -73,6 +73,13 @@ class UnixSocketTest {
                     .export(NbdExport.readOnly("d", new GatedDevice(image, -1))).listenUnix(plain).start());
             assertTrue(e.getMessage().contains("exists and is not a socket"), e.getMessage());
             assertEquals("not a socket", Files.readString(plain), "the file is left alone");
+
+            Path fifo = dir.resolve("fifo");
+            Tools.run("mkfifo", fifo.toString()).ok();
+            IOException f = assertThrows(IOException.class, () -> NbdServer.builder()
+                    .export(NbdExport.readOnly("d", new GatedDevice(image, -1))).listenUnix(fifo).start());
+            assertTrue(f.getMessage().contains("exists and is not a socket"), f.getMessage());
+            assertTrue(Files.exists(fifo, java.nio.file.LinkOption.NOFOLLOW_LINKS), "a FIFO is not a stale socket");
         } finally {
             timer.shutdownNow();
         }
