@@ -35,7 +35,7 @@ public final class DirectoryStore implements ObjectStore {
     public Upstream open(String key) throws IOException {
         Path p = resolve(key);
         if (!Files.isRegularFile(p)) {
-            throw new UpstreamException(p.toString(), 0, 0, "no such object in " + root);
+            throw new NoSuchObjectException(p.toString(), "no such object in " + root);
         }
         return new FileUpstream(p);
     }

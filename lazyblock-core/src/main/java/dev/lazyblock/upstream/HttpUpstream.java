@@ -170,6 +170,10 @@ public final class HttpUpstream implements Upstream {
             if ((info.statusCode() == 206 || info.statusCode() == 416) && cr != null && cr.total() >= 0) {
                 return BodySubscribers.replacing(cr.total()); // at most a byte, or a short error page
             }
+            if (info.statusCode() == 404 || info.statusCode() == 410) {
+                return new RejectingSubscriber<>(new NoSuchObjectException(name, "finding the size: status "
+                        + info.statusCode() + ", no such object"));
+            }
             String what = switch (info.statusCode()) {
                 case 206, 416 -> "cannot tell the size: status " + info.statusCode()
                         + " with Content-Range " + quoted(info.headers());

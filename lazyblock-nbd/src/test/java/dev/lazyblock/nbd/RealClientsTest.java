@@ -1,5 +1,6 @@
 package dev.lazyblock.nbd;
 
+import dev.lazyblock.testing.Tools;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;

@@ -1,4 +1,4 @@
-package dev.lazyblock.nbd;
+package dev.lazyblock.testing;
 
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -16,13 +16,13 @@ import java.util.concurrent.TimeUnit;
  * Runs the real NBD clients (libnbd's nbdinfo/nbdcopy, qemu-img, qemu-io) with a time limit.
  * A missing tool fails the test with what to install: CI installs them (.ci/run).
  */
-final class Tools {
-    static final Duration TIMEOUT = Duration.ofSeconds(120);
+public final class Tools {
+    public static final Duration TIMEOUT = Duration.ofSeconds(120);
 
     private Tools() {}
 
-    record Result(List<String> command, int exit, String output) {
-        Result ok() {
+    public record Result(List<String> command, int exit, String output) {
+        public Result ok() {
             if (exit != 0) {
                 fail(String.join(" ", command) + " exited with " + exit + ":\n" + output);
             }
@@ -31,7 +31,7 @@ final class Tools {
     }
 
     /** Fails unless {@code tool} is an executable on the PATH. */
-    static void require(String tool) {
+    public static void require(String tool) {
         for (String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator)) {
             if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, tool))) {
                 return;
@@ -42,12 +42,12 @@ final class Tools {
                 + "(.ci/run does this before the build).");
     }
 
-    static Result run(String... command) throws IOException, InterruptedException {
+    public static Result run(String... command) throws IOException, InterruptedException {
         return run(TIMEOUT, command);
     }
 
     /** Runs {@code command} with stdin closed, stdout and stderr together, killed after {@code limit}. */
-    static Result run(Duration limit, String... command) throws IOException, InterruptedException {
+    public static Result run(Duration limit, String... command) throws IOException, InterruptedException {
         require(command[0]);
         Path out = Files.createTempFile("lazyblock-tool-", ".out");
         try {
@@ -64,11 +64,11 @@ final class Tools {
         }
     }
 
-    static Result run(List<String> command) throws IOException, InterruptedException {
+    public static Result run(List<String> command) throws IOException, InterruptedException {
         return run(command.toArray(String[]::new));
     }
 
-    static List<String> cmd(String... parts) {
+    public static List<String> cmd(String... parts) {
         return new ArrayList<>(List.of(parts));
     }
 }

@@ -1,0 +1,440 @@
+package dev.lazyblock.daemon;
+
+import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.device.Device;
+import dev.lazyblock.device.LayerExporter;
+import dev.lazyblock.device.LayerHeader;
+import dev.lazyblock.device.LayeredImage;
+import dev.lazyblock.device.Overlay;
+import dev.lazyblock.metrics.CountingMetrics;
+import dev.lazyblock.metrics.micrometer.MicrometerMetrics;
+import dev.lazyblock.nbd.NbdExport;
+import dev.lazyblock.upstream.NoSuchObjectException;
+import dev.lazyblock.upstream.ObjectStore;
+import dev.lazyblock.upstream.UpstreamProvider;
+import dev.lazyblock.upstream.Upstreams;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import java.io.FileNotFoundException;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The host daemon's core, without its HTTP face ({@link ControlServer}): sandboxes created from
+ * images, each with its own overlay and NBD export on a Unix socket, over builds shared through
+ * one {@link BuildRegistry}. Everything is bounded by {@link DaemonConfig}; nothing is global, so
+ * two daemons (tests) live side by side in one process.
+ */
+public final class Daemon implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(Daemon.class);
+    static final Pattern ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
+
+    /** What {@code create} takes; only {@code image} is required. */
+    public record CreateRequest(String id, String image, Boolean layered, Boolean writable, String export) {}
+
+    /** What the daemon reports of a sandbox. */
+    public record SandboxInfo(String id, String state, String image, String created, long size, boolean writable,
+                              String export, String nbdUri, String nbdSocket, List<String> builds,
+                              SandboxMeters.Reads reads, Served nbd, long writtenBytes, List<Layer> layers) {}
+
+    /** The sandbox's NBD traffic, over all its runs. */
+    public record Served(long connections, int open, long requests, long bytesRead, long bytesWritten, long errors) {}
+
+    /** A layer an export wrote: its header's key in the sandbox's store, and what it holds. */
+    public record Layer(String image, String store, String headerKey, String buildId, long storedBlocks,
+                        long zeroBlocks, long unchangedBlocks, long diffBytes) {}
+
+    /** Host-wide figures. */
+    public record HostInfo(int sandboxes, int maxSandboxes, int builds, int maxBuilds, int stores,
+                           CountingMetrics.Snapshot reads) {}
+
+    private final DaemonConfig config;
+    private final HostMetrics metrics;
+    private final MeterRegistry registry;
+    private final BuildRegistry builds;
+    private final ScheduledExecutorService timer;
+    private final Path sandboxDir;
+
+    private final ConcurrentHashMap<String, Sandbox> sandboxes = new ConcurrentHashMap<>();
+    // Guarded by this: ids being created (counted against maxSandboxes, refused as duplicates).
+    private final Set<String> creating = new HashSet<>();
+    // Guarded by this: one open store per store name, shared by every sandbox (and build) from it.
+    private final Map<String, ObjectStore> stores = new HashMap<>();
+    private boolean closed; // guarded by this
+
+    /**
+     * @param registry where per-sandbox and host series go (a Prometheus registry for
+     *                 {@code /metrics}); null for none
+     */
+    public Daemon(DaemonConfig config, MeterRegistry registry) throws IOException {
+        this.config = config;
+        this.registry = registry;
+        this.metrics = new HostMetrics(registry == null ? null : new MicrometerMetrics(registry));
+        this.sandboxDir = Files.createDirectories(config.stateDir().resolve("sandboxes"));
+        removeLeftovers(sandboxDir);
+        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withFetchTimeout(config.fetchTimeout());
+        this.builds = new BuildRegistry(config.stateDir().resolve("builds"), config.chunker(), options,
+                config.maxBuilds(), config.fetchTimeout());
+        // One platform thread for every sandbox's NBD handshake timeouts.
+        this.timer = Executors.newSingleThreadScheduledExecutor(
+                Thread.ofPlatform().daemon().name("lazyblockd-timer").factory());
+        if (registry != null) {
+            Gauge.builder("lazyblock.daemon.sandboxes", sandboxes, Map::size).description("open sandboxes")
+                    .register(registry);
+            Gauge.builder("lazyblock.daemon.builds", builds, BuildRegistry::open).description("open builds")
+                    .register(registry);
+        }
+    }
+
+    public DaemonConfig config() {
+        return config;
+    }
+
+    /** Creates, opens and starts serving a sandbox; on any failure nothing of it is left. */
+    public SandboxInfo create(CreateRequest r) {
+        if (r == null || r.image() == null || r.image().isBlank()) {
+            throw DaemonException.badRequest("\"image\" is required: the URL or path of a raw image or a layer header");
+        }
+        String id = r.id() != null ? r.id() : "sb-" + HexFormat.of().toHexDigits(ThreadLocalRandom.current().nextLong());
+        if (!ID.matcher(id).matches()) {
+            throw DaemonException.badRequest("invalid sandbox id '" + printable(id) + "': expected 1 to 64 of "
+                    + "[A-Za-z0-9._-], starting with a letter or digit");
+        }
+        String exportName = r.export() != null ? r.export() : id;
+        try {
+            NbdExport.validateName(exportName);
+        } catch (IllegalArgumentException e) {
+            throw DaemonException.badRequest(e.getMessage());
+        }
+        boolean writable = r.writable() == null || r.writable();
+        boolean layered = r.layered() != null ? r.layered() : r.image().endsWith(".header");
+        synchronized (this) {
+            if (closed) {
+                throw new DaemonException(503, "closing", "the daemon is closing");
+            }
+            if (sandboxes.containsKey(id) || creating.contains(id)) {
+                throw DaemonException.conflict("duplicate_id", "a sandbox with id '" + id + "' exists (or is being "
+                        + "created or deleted)");
+            }
+            if (sandboxes.size() + creating.size() >= config.maxSandboxes()) {
+                throw DaemonException.limit("the daemon holds its maximum of " + config.maxSandboxes()
+                        + " sandboxes (maxSandboxes); delete one first");
+            }
+            creating.add(id);
+        }
+        List<AutoCloseable> undo = new ArrayList<>();
+        Path dir = sandboxDir.resolve(id);
+        try {
+            Files.createDirectories(dir);
+            undo.add(() -> deleteTree(dir));
+            Device image;
+            ObjectStore store = null;
+            String headerKey = null;
+            List<String> buildIds;
+            String buildLabel;
+            if (layered) {
+                UpstreamProvider.StoreAndKey sk = openStore(r.image());
+                store = sk.store();
+                headerKey = sk.key();
+                LayeredImage li = LayeredImage.open(store, headerKey, builds);
+                undo.addFirst(li);
+                image = li;
+                buildIds = li.header().builds().stream().map(b -> b.id().toString()).toList();
+                buildLabel = li.header().buildId().toString();
+            } else {
+                var lease = builds.openRaw(Upstreams.open(r.image()), SparseCache.DEFAULT_BLOCK_SIZE);
+                undo.addFirst(lease);
+                image = lease;
+                buildIds = List.of(r.image());
+                buildLabel = printable(r.image());
+            }
+            SandboxMeters meters = new SandboxMeters(registry, id, buildLabel);
+            undo.addFirst(meters);
+            AttributedDevice attributed = new AttributedDevice(id, image, meters, config.readsPerSandbox(),
+                    config.readWait());
+            Overlay overlay = null;
+            if (writable) {
+                overlay = new Overlay(attributed, SparseCache.create(dir.resolve("overlay.cache"), image.size(),
+                        image.blockSize(), image.blockSize()));
+                undo.addFirst(overlay);
+            }
+            Sandbox s = new Sandbox(id, r.image(), dir, image, store, headerKey, buildIds, meters, attributed, overlay,
+                    exportName, timer, config.drainTimeout());
+            s.start();
+            undo.addFirst(s::pause);
+            // Taken before the sandbox is visible: once published, a delete may close it at once.
+            SandboxInfo info = s.info();
+            synchronized (this) {
+                if (closed) {
+                    throw new DaemonException(503, "closing", "the daemon is closing");
+                }
+                creating.remove(id);
+                sandboxes.put(id, s);
+            }
+            log.info("sandbox {} created from {} ({} builds)", id, printable(r.image()), buildIds.size());
+            return info;
+        } catch (Throwable t) {
+            synchronized (this) {
+                creating.remove(id);
+            }
+            for (AutoCloseable c : undo) {
+                try {
+                    c.close();
+                } catch (Exception e) {
+                    t.addSuppressed(e);
+                }
+            }
+            throw translate(t, r.image());
+        }
+    }
+
+    private static DaemonException translate(Throwable t, String image) {
+        if (t instanceof DaemonException d) {
+            return d;
+        }
+        if (t instanceof IllegalArgumentException) {
+            return new DaemonException(400, "bad_image", "image '" + printable(image) + "': " + t.getMessage(), t);
+        }
+        if (t instanceof NoSuchFileException || t instanceof FileNotFoundException || missing(t)) {
+            return new DaemonException(422, "image_not_found", "image '" + printable(image) + "' does not exist: "
+                    + t.getMessage(), t);
+        }
+        if (t instanceof IOException || t instanceof UncheckedIOException) {
+            return new DaemonException(502, "store_failed", "opening image '" + printable(image) + "' failed: "
+                    + t.getMessage(), t);
+        }
+        if (t instanceof Error e) {
+            throw e;
+        }
+        return new DaemonException(500, "internal", "creating a sandbox from '" + printable(image) + "' failed: " + t, t);
+    }
+
+    private static boolean missing(Throwable t) {
+        for (Throwable c = t; c != null; c = c.getCause()) {
+            if (c instanceof NoSuchObjectException) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private UpstreamProvider.StoreAndKey openStore(String url) throws IOException {
+        UpstreamProvider.StoreAndKey sk = Upstreams.store(url);
+        ObjectStore fresh = sk.store();
+        ObjectStore kept;
+        synchronized (this) {
+            kept = stores.get(fresh.name());
+            if (kept == null && stores.size() < config.maxStores()) {
+                stores.put(fresh.name(), fresh);
+                return sk;
+            }
+        }
+        fresh.close();
+        if (kept == null) {
+            throw DaemonException.limit("the daemon keeps at most " + config.maxStores() + " stores open (maxStores)");
+        }
+        return new UpstreamProvider.StoreAndKey(kept, sk.key());
+    }
+
+    public List<SandboxInfo> list() {
+        return sandboxes.values().stream().sorted(Comparator.comparing(s -> s.id)).map(Sandbox::info).toList();
+    }
+
+    public SandboxInfo get(String id) {
+        return sandbox(id).info();
+    }
+
+    /** Stops the sandbox's export (in-flight requests drain first); its overlay stays for export or resume. */
+    public SandboxInfo pause(String id) {
+        Sandbox s = sandbox(id);
+        s.pause();
+        return s.info();
+    }
+
+    public SandboxInfo resume(String id) {
+        Sandbox s = sandbox(id);
+        try {
+            s.start();
+        } catch (IOException e) {
+            throw new DaemonException(500, "resume_failed", "sandbox " + id + " could not serve again: " + e.getMessage(), e);
+        }
+        return s.info();
+    }
+
+    /**
+     * Pauses the sandbox and writes what it wrote as a new layer over its image in the store the
+     * image came from (diff first, header last). The sandbox stays paused: resume it to go on.
+     */
+    public Layer export(String id) {
+        Sandbox s = sandbox(id);
+        synchronized (s) {
+            if (!s.layered()) {
+                throw DaemonException.conflict("not_layered", "sandbox " + id + " serves a raw image; only a layered "
+                        + "image (a *.header) exports as a layer over its parent");
+            }
+            if (s.overlay == null) {
+                throw DaemonException.conflict("read_only", "sandbox " + id + " is read-only: it has nothing to export");
+            }
+            if (s.state() == Sandbox.State.DELETED) {
+                throw DaemonException.notFound("no sandbox '" + id + "'");
+            }
+            s.pause();
+            LayerHeader parent = ((LayeredImage) s.opened).header();
+            try {
+                LayerExporter.Layer l = LayerExporter.export(s.overlay, parent, s.store, LayeredImage.dirOf(s.headerKey),
+                        s.dir);
+                Layer out = new Layer(imageOf(s, l.headerKey()), s.store.name(), l.headerKey(), l.header().buildId().toString(), l.storedBlocks(),
+                        l.zeroBlocks(), l.unchangedBlocks(), l.diffBytes());
+                s.addLayer(out);
+                log.info("sandbox {} exported layer {}", id, l.headerKey());
+                return out;
+            } catch (IOException e) {
+                throw new DaemonException(502, "export_failed", "exporting sandbox " + id + " to " + s.store.name()
+                        + " failed: " + e.getMessage(), e);
+            }
+        }
+    }
+
+    /**
+     * The URL a new header written beside the sandbox's own opens with: the sandbox's image URL
+     * with its header's key replaced (the store was opened from that URL, so the rest of it names
+     * the same store). Null when the URL does not end with the key (a query string, say).
+     */
+    private static String imageOf(Sandbox s, String newHeaderKey) {
+        String tail = s.headerKey.substring(LayeredImage.dirOf(s.headerKey).length());
+        return s.image.endsWith(tail) ? s.image.substring(0, s.image.length() - tail.length())
+                + newHeaderKey.substring(LayeredImage.dirOf(newHeaderKey).length()) : null;
+    }
+
+    /** Closes the sandbox's export, drops its overlay and releases its builds. */
+    public void delete(String id) {
+        checkId(id);
+        Sandbox s;
+        synchronized (this) {
+            s = sandboxes.remove(id);
+            if (s == null) {
+                throw DaemonException.notFound("no sandbox '" + id + "'");
+            }
+            // The id stays taken until its directory is gone: a create of the same id must not
+            // make its directory just before this delete removes it.
+            creating.add(id);
+        }
+        try {
+            s.close();
+            deleteTree(s.dir);
+        } finally {
+            synchronized (this) {
+                creating.remove(id);
+            }
+        }
+        log.info("sandbox {} deleted", id);
+    }
+
+    public List<BuildRegistry.Info> builds() {
+        return builds.list();
+    }
+
+    public HostInfo host() {
+        int n;
+        synchronized (this) {
+            n = stores.size();
+        }
+        return new HostInfo(sandboxes.size(), config.maxSandboxes(), builds.open(), config.maxBuilds(), n,
+                metrics.host.snapshot());
+    }
+
+    private Sandbox sandbox(String id) {
+        Sandbox s = sandboxes.get(checkId(id));
+        if (s == null) {
+            throw DaemonException.notFound("no sandbox '" + printable(id) + "'");
+        }
+        return s;
+    }
+
+    private static String checkId(String id) {
+        if (id == null || !ID.matcher(id).matches()) {
+            throw DaemonException.notFound("no sandbox '" + printable(String.valueOf(id)) + "' (ids are 1 to 64 of "
+                    + "[A-Za-z0-9._-])");
+        }
+        return id;
+    }
+
+    /** Deletes every sandbox, then closes the builds and stores. */
+    @Override
+    public void close() {
+        List<ObjectStore> toClose;
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            toClose = new ArrayList<>(stores.values());
+            stores.clear();
+        }
+        for (String id : List.copyOf(sandboxes.keySet())) {
+            try {
+                delete(id);
+            } catch (DaemonException ignored) {
+                // deleted meanwhile
+            }
+        }
+        builds.close();
+        for (ObjectStore s : toClose) {
+            try {
+                s.close();
+            } catch (IOException e) {
+                log.warn("closing store {}: {}", s.name(), e.toString());
+            }
+        }
+        timer.shutdownNow();
+    }
+
+    /** Sandboxes of a previous run cannot be reattached yet: their directories are cleared. */
+    private static void removeLeftovers(Path dir) throws IOException {
+        try (Stream<Path> s = Files.list(dir)) {
+            for (Path p : s.toList()) {
+                log.info("removing {} left by an earlier run", p);
+                deleteTree(p);
+            }
+        }
+    }
+
+    static void deleteTree(Path p) {
+        if (!Files.exists(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(p)) {
+            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(q);
+            }
+        } catch (IOException e) {
+            log.warn("could not remove {}: {}", p, e.toString());
+        }
+    }
+
+    /** Control characters and overlong input kept out of messages and logs. */
+    static String printable(String s) {
+        String t = s.length() > 200 ? s.substring(0, 200) + "..." : s;
+        return t.replaceAll("\\p{Cntrl}", "?");
+    }
+}

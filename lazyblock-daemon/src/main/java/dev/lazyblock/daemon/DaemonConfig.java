@@ -1,0 +1,80 @@
+package dev.lazyblock.daemon;
+
+import dev.lazyblock.chunker.ChunkerKind;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Objects;
+
+/**
+ * The daemon's bounds and choices. Every limit is enforced with a clear error (HTTP 429 for a
+ * limit, 503 for a read that waited too long), never by growing.
+ *
+ * @param stateDir        holds {@code builds/} (one persistent cache per build, shared by its
+ *                        sandboxes, kept across runs) and {@code sandboxes/<id>/} (overlay, sockets)
+ * @param maxSandboxes    sandboxes open at once
+ * @param maxBuilds       builds open at once (referenced or idle); idle ones are closed LRU to make room
+ * @param maxStores       object stores (buckets, directories, HTTP origins) the daemon keeps open
+ * @param readsPerSandbox reads of the shared builds one sandbox may have in flight: its share of
+ *                        the host's fetch threads, so one sandbox cannot take them all
+ * @param readWait        how long a read waits for one of its sandbox's slots before failing
+ * @param chunker         how misses are fetched
+ * @param fetchTimeout    how long a read waits for its bytes from the store
+ * @param drainTimeout    how long pause and delete wait for a sandbox's in-flight NBD requests
+ */
+public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int maxStores, int readsPerSandbox,
+                           Duration readWait, ChunkerKind chunker, Duration fetchTimeout, Duration drainTimeout) {
+
+    public DaemonConfig {
+        Objects.requireNonNull(stateDir, "stateDir");
+        Objects.requireNonNull(chunker, "chunker");
+        positive("maxSandboxes", maxSandboxes);
+        positive("maxBuilds", maxBuilds);
+        positive("maxStores", maxStores);
+        positive("readsPerSandbox", readsPerSandbox);
+        positive("readWait", readWait);
+        positive("fetchTimeout", fetchTimeout);
+        positive("drainTimeout", drainTimeout);
+    }
+
+    public static DaemonConfig defaults(Path stateDir) {
+        return new DaemonConfig(stateDir, 1024, 256, 64, 64, Duration.ofSeconds(30), ChunkerKind.REQUEST_FIRST,
+                Duration.ofSeconds(60), Duration.ofSeconds(30));
+    }
+
+    public DaemonConfig withMaxSandboxes(int n) {
+        return new DaemonConfig(stateDir, n, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
+                drainTimeout);
+    }
+
+    public DaemonConfig withMaxBuilds(int n) {
+        return new DaemonConfig(stateDir, maxSandboxes, n, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
+                drainTimeout);
+    }
+
+    public DaemonConfig withReadsPerSandbox(int n) {
+        return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, n, readWait, chunker, fetchTimeout,
+                drainTimeout);
+    }
+
+    public DaemonConfig withChunker(ChunkerKind k) {
+        return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, k,
+                fetchTimeout, drainTimeout);
+    }
+
+    public DaemonConfig withFetchTimeout(Duration d) {
+        return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, d,
+                drainTimeout);
+    }
+
+    private static void positive(String what, int n) {
+        if (n <= 0) {
+            throw new IllegalArgumentException(what + " must be positive, got " + n);
+        }
+    }
+
+    private static void positive(String what, Duration d) {
+        if (d == null || d.isNegative() || d.isZero()) {
+            throw new IllegalArgumentException(what + " must be a positive duration, got " + d);
+        }
+    }
+}
