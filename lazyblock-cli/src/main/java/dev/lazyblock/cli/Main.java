@@ -14,10 +14,12 @@ import picocli.CommandLine.Model.OptionSpec;
                 "cache-dir=DIR for every command, serve.listen=HOST:PORT for one; flags",
                 "win. Credentials come from the environment only."},
         subcommands = {DemoCommand.class, GetCommand.class, WarmCommand.class, ServeCommand.class, ExportCommand.class,
-                InspectCommand.class, BenchCommand.class, CommandLine.HelpCommand.class},
+                InspectCommand.class, BenchCommand.class, DaemonCommand.class, SandboxCommand.class,
+                CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
                 "  lazyblock serve https://example.com/rootfs.ext4",
                 "  lazyblock warm s3://bucket/vm1/<build>.header --cache-dir /var/cache/lb",
+                "  lazyblock daemon --state-dir /var/lib/lazyblock   (production: many sandboxes)",
                 "  lazyblock serve --help"})
 public final class Main implements Runnable {
     @CommandLine.Spec

@@ -1,0 +1,163 @@
+package dev.lazyblock.cli;
+
+import dev.lazyblock.chunker.ChunkerKind;
+import dev.lazyblock.daemon.ControlServer;
+import dev.lazyblock.daemon.Daemon;
+import dev.lazyblock.daemon.DaemonConfig;
+import dev.lazyblock.metrics.micrometer.MetricsServer;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.io.PrintStream;
+import java.net.InetSocketAddress;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** Runs lazyblockd, the host daemon, until SIGINT or SIGTERM. */
+@Command(name = "daemon", mixinStandardHelpOptions = true,
+        description = {"Runs lazyblockd: one host daemon serving many sandboxes over shared builds.",
+                "Each sandbox gets its own copy-on-write overlay and NBD export on a Unix",
+                "socket; sandboxes from one template share one cache, so a chunk is fetched",
+                "once for all. Driven by HTTP/JSON on a Unix socket (openapi.yaml in",
+                "lazyblock-daemon), e.g. with `lazyblock sandbox`. Ctrl-C or SIGTERM stops it."},
+        footer = {"", "Examples:",
+                "  lazyblock daemon --state-dir /var/lib/lazyblock",
+                "  lazyblock sandbox create s3://bucket/tpl/<build>.header --id vm1",
+                "  curl --unix-socket /var/lib/lazyblock/api.sock http://d/v1/sandboxes"})
+final class DaemonCommand implements Callable<Integer> {
+    @Option(names = "--state-dir", paramLabel = "DIR",
+            description = "Build caches (kept across runs) and sandbox overlays and sockets "
+                    + "(default: $LAZYBLOCK_STATE_DIR, else ~/.local/state/lazyblock).")
+    Path stateDir;
+
+    @Option(names = "--socket", paramLabel = "PATH",
+            description = "The control API's Unix socket, mode 0600 (default: STATE-DIR/api.sock).")
+    Path socket;
+
+    @Option(names = "--listen", paramLabel = "HOST:PORT",
+            description = "Also serve the control API over TCP (it has no authentication: keep it on loopback).")
+    String listen;
+
+    @Option(names = "--metrics", paramLabel = "HOST:PORT",
+            description = "Also serve Prometheus metrics at http://HOST:PORT/metrics (they are at GET /metrics "
+                    + "on the control socket too).")
+    String metricsListen;
+
+    @Option(names = "--max-sandboxes", paramLabel = "N", defaultValue = "1024",
+            description = "Sandboxes open at once (default ${DEFAULT-VALUE}).")
+    int maxSandboxes;
+
+    @Option(names = "--max-builds", paramLabel = "N", defaultValue = "256",
+            description = "Builds open at once; idle ones are closed LRU to make room (default ${DEFAULT-VALUE}).")
+    int maxBuilds;
+
+    @Option(names = "--reads-per-sandbox", paramLabel = "N", defaultValue = "64",
+            description = "Reads of the shared builds one sandbox may have in flight (default ${DEFAULT-VALUE}).")
+    int readsPerSandbox;
+
+    @Option(names = "--chunker", defaultValue = "request-first",
+            description = "How misses are fetched: request-first, streaming or full-fetch (default ${DEFAULT-VALUE}).")
+    String chunker;
+
+    @Option(names = "--fetch-timeout", paramLabel = "SECONDS", defaultValue = "60",
+            description = "How long a read waits for its bytes from the store (default ${DEFAULT-VALUE}).")
+    long fetchTimeoutSeconds;
+
+    /** Counted down once the API answers (for tests). */
+    final CountDownLatch started = new CountDownLatch(1);
+    private final CountDownLatch stop = new CountDownLatch(1);
+    private final CountDownLatch done = new CountDownLatch(1);
+    /** The running API (for tests). */
+    volatile ControlServer api;
+
+    /** Stops a running daemon as SIGTERM would. */
+    void stop() {
+        stop.countDown();
+    }
+
+    static Path defaultStateDir(Map<String, String> env) {
+        String s = env.get("LAZYBLOCK_STATE_DIR");
+        return s != null && !s.isBlank() ? Path.of(s)
+                : Path.of(System.getProperty("user.home"), ".local", "state", "lazyblock");
+    }
+
+    /** Where `lazyblock sandbox` looks for the daemon when not told: $LAZYBLOCK_SOCKET, else the default state dir's. */
+    static Path defaultSocket(Map<String, String> env) {
+        String s = env.get("LAZYBLOCK_SOCKET");
+        return s != null && !s.isBlank() ? Path.of(s) : defaultStateDir(env).resolve("api.sock");
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        PrintStream out = System.out;
+        Path dir = stateDir != null ? stateDir : defaultStateDir(System.getenv());
+        Path sock = socket != null ? socket : dir.resolve("api.sock");
+        DaemonConfig config;
+        InetSocketAddress tcp;
+        InetSocketAddress metricsAt;
+        try {
+            config = DaemonConfig.defaults(dir).withMaxSandboxes(maxSandboxes).withMaxBuilds(maxBuilds)
+                    .withReadsPerSandbox(readsPerSandbox).withChunker(ChunkerKind.parse(chunker))
+                    .withFetchTimeout(Duration.ofSeconds(fetchTimeoutSeconds));
+            tcp = listen == null ? null : ServeCommand.parseListen(listen);
+            metricsAt = metricsListen == null ? null : ServeCommand.parseListen(metricsListen);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock daemon: " + e.getMessage());
+            return 2;
+        }
+        PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        Thread hook = new Thread(() -> {
+            stop.countDown();
+            try {
+                done.await(config.drainTimeout().toSeconds() + 30, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "lazyblockd-shutdown");
+        MetricsServer metrics = null;
+        try (Daemon daemon = new Daemon(config, registry)) {
+            api = ControlServer.start(daemon, registry, sock, tcp);
+            if (metricsAt != null) {
+                metrics = new MetricsServer(registry, metricsAt);
+            }
+            Runtime.getRuntime().addShutdownHook(hook);
+            out.println("lazyblockd: state in " + dir.toAbsolutePath() + ", API on unix:" + api.socket()
+                    + (api.tcpUri() == null ? "" : " and " + api.tcpUri()));
+            if (tcp != null && !tcp.getAddress().isLoopbackAddress()) {
+                out.println("warning: the control API listens on " + tcp + ", beyond this machine, with no authentication");
+            }
+            if (metrics != null) {
+                out.println("metrics at http://" + metrics.address().getHostString() + ":" + metrics.address().getPort()
+                        + "/metrics");
+            }
+            out.println("  lazyblock sandbox --socket " + api.socket() + " create IMAGE");
+            out.println("  curl --unix-socket " + api.socket() + " http://lazyblockd/v1/sandboxes");
+            out.println("Ctrl-C or SIGTERM stops the daemon (and every sandbox on it).");
+            out.flush();
+            started.countDown();
+            stop.await();
+            out.println("lazyblockd: stopping " + daemon.list().size() + " sandboxes");
+            api.close();
+            return 0;
+        } finally {
+            if (api != null) {
+                api.close();
+            }
+            if (metrics != null) {
+                metrics.close();
+            }
+            started.countDown();
+            done.countDown();
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException | IllegalArgumentException ignored) {
+                // shutting down, or never added
+            }
+        }
+    }
+}
