@@ -12,6 +12,7 @@ import dev.lazyblock.metrics.micrometer.MicrometerMetrics;
 import dev.lazyblock.nbd.NbdExport;
 import dev.lazyblock.upstream.NoSuchObjectException;
 import dev.lazyblock.upstream.ObjectStore;
+import dev.lazyblock.upstream.Upstream;
 import dev.lazyblock.upstream.UpstreamProvider;
 import dev.lazyblock.upstream.Upstreams;
 import io.micrometer.core.instrument.Gauge;
@@ -68,7 +69,32 @@ public final class Daemon implements AutoCloseable {
     public record HostInfo(int sandboxes, int maxSandboxes, int builds, int maxBuilds, int stores,
                            CountingMetrics.Snapshot reads) {}
 
+    /**
+     * How the daemon opens image URLs: through {@link Upstreams} by default; an embedder (or a
+     * benchmark putting a latency model in front of a store) may wrap what it returns.
+     */
+    public interface Images {
+        /** The store holding {@code url}'s layer header, and the header's key in it. */
+        UpstreamProvider.StoreAndKey store(String url) throws IOException;
+
+        /** A raw image. */
+        Upstream open(String url) throws IOException;
+
+        Images UPSTREAMS = new Images() {
+            @Override
+            public UpstreamProvider.StoreAndKey store(String url) throws IOException {
+                return Upstreams.store(url);
+            }
+
+            @Override
+            public Upstream open(String url) throws IOException {
+                return Upstreams.open(url);
+            }
+        };
+    }
+
     private final DaemonConfig config;
+    private final Images images;
     private final HostMetrics metrics;
     private final MeterRegistry registry;
     private final BuildRegistry builds;
@@ -87,7 +113,12 @@ public final class Daemon implements AutoCloseable {
      *                 {@code /metrics}); null for none
      */
     public Daemon(DaemonConfig config, MeterRegistry registry) throws IOException {
+        this(config, registry, Images.UPSTREAMS);
+    }
+
+    public Daemon(DaemonConfig config, MeterRegistry registry, Images images) throws IOException {
         this.config = config;
+        this.images = images;
         this.registry = registry;
         this.metrics = new HostMetrics(registry == null ? null : new MicrometerMetrics(registry));
         this.sandboxDir = Files.createDirectories(config.stateDir().resolve("sandboxes"));
@@ -162,7 +193,7 @@ public final class Daemon implements AutoCloseable {
                 buildIds = li.header().builds().stream().map(b -> b.id().toString()).toList();
                 buildLabel = li.header().buildId().toString();
             } else {
-                var lease = builds.openRaw(Upstreams.open(r.image()), SparseCache.DEFAULT_BLOCK_SIZE);
+                var lease = builds.openRaw(images.open(r.image()), SparseCache.DEFAULT_BLOCK_SIZE);
                 undo.addFirst(lease);
                 image = lease;
                 buildIds = List.of(r.image());
@@ -239,7 +270,7 @@ public final class Daemon implements AutoCloseable {
     }
 
     private UpstreamProvider.StoreAndKey openStore(String url) throws IOException {
-        UpstreamProvider.StoreAndKey sk = Upstreams.store(url);
+        UpstreamProvider.StoreAndKey sk = images.store(url);
         ObjectStore fresh = sk.store();
         ObjectStore kept;
         synchronized (this) {
