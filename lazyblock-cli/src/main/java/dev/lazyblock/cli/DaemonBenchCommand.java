@@ -67,8 +67,18 @@ final class DaemonBenchCommand implements Callable<Integer> {
             description = "Random 4 KiB reads per sandbox past the boot region (default ${DEFAULT-VALUE}).")
     int privateReads;
 
+    @Option(names = "--chunker", defaultValue = "request-first",
+            description = "The daemon's chunker: request-first, streaming or full-fetch (default ${DEFAULT-VALUE}).")
+    String chunker;
+
     @Option(names = "--cycles", defaultValue = "1000", description = "Create/read/delete cycles at the end (default ${DEFAULT-VALUE}).")
     int cycles;
+
+    @Option(names = "--piece-kib", defaultValue = "64",
+            description = "The model's bodies arrive in pieces this large (default ${DEFAULT-VALUE}, a few TCP "
+                    + "segments): with 4 KiB pieces the model's own wake-ups, a thousand per chunk, take the "
+                    + "2 cores that the daemon is measured on.")
+    int pieceKib;
 
     @Option(names = "--dir", description = "Work directory (default: the temp directory).")
     Path dir;
@@ -158,7 +168,8 @@ final class DaemonBenchCommand implements Callable<Integer> {
             @Override
             public UpstreamProvider.StoreAndKey store(String url) throws IOException {
                 UpstreamProvider.StoreAndKey sk = Upstreams.store(url);
-                TiersBenchCommand.ModelStore m = new TiersBenchCommand.ModelStore(sk.store(), LatencyModel.GCS);
+                TiersBenchCommand.ModelStore m = new TiersBenchCommand.ModelStore(sk.store(), LatencyModel.GCS,
+                        pieceKib * 1024);
                 made.add(m);
                 return new UpstreamProvider.StoreAndKey(m, sk.key());
             }
@@ -176,7 +187,8 @@ final class DaemonBenchCommand implements Callable<Integer> {
         boot.forEach(r -> touch(chunks, r));
         List<Thread> readers = new ArrayList<>();
         Row row;
-        try (Daemon daemon = new Daemon(DaemonConfig.defaults(state).withMaxSandboxes(Math.max(n, 1)), null, images);
+        try (Daemon daemon = new Daemon(DaemonConfig.defaults(state).withMaxSandboxes(Math.max(n, 1))
+                .withChunker(dev.lazyblock.chunker.ChunkerKind.parse(chunker)), null, images);
              ControlServer api = ControlServer.start(daemon, null, state.resolve("api.sock"), null)) {
             DaemonClient client = new DaemonClient(api.socket(), Duration.ofSeconds(120));
             gc();

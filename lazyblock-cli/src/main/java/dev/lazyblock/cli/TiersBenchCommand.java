@@ -80,9 +80,17 @@ final class TiersBenchCommand implements Callable<Integer> {
         final AtomicLong bytes = new AtomicLong();
         final List<SimulatedUpstream> opened = new ArrayList<>();
 
+        final int pieceSize;
+
         ModelStore(ObjectStore inner, LatencyModel model) {
+            this(inner, model, SimulatedUpstream.DEFAULT_PIECE_SIZE);
+        }
+
+        /** {@code pieceSize}: how finely a streamed body arrives (see {@link SimulatedUpstream}). */
+        ModelStore(ObjectStore inner, LatencyModel model, int pieceSize) {
             this.inner = inner;
             this.model = model;
+            this.pieceSize = pieceSize;
         }
 
         @Override
@@ -96,7 +104,7 @@ final class TiersBenchCommand implements Callable<Integer> {
             if (!key.endsWith(".diff")) {
                 return u;
             }
-            SimulatedUpstream s = new SimulatedUpstream(u, model);
+            SimulatedUpstream s = new SimulatedUpstream(u, model, pieceSize);
             opened.add(s);
             return s;
         }
