@@ -127,6 +127,11 @@ final class SandboxCommand implements Runnable {
         @Option(names = "--layered", description = "IMAGE is a layer header, whatever its name.")
         boolean layered;
 
+        @Option(names = "--memory", paramLabel = "IMAGE",
+                description = "Also serve this guest-memory image to a Firecracker VMM through a page-fault "
+                        + "handler on the sandbox's uffd.sock (memory.socket in the reply).")
+        String memory;
+
         @Option(names = "--field", paramLabel = "NAME", description = "Print only this field of the reply.")
         String field;
 
@@ -145,6 +150,9 @@ final class SandboxCommand implements Runnable {
             }
             if (export != null) {
                 req.put("export", export);
+            }
+            if (memory != null) {
+                req.put("memory", memory);
             }
             return SandboxCommand.call(parent, "POST", "/v1/sandboxes", JSON.writeValueAsString(req), field);
         }

@@ -30,8 +30,14 @@ public final class Tools {
         }
     }
 
-    /** Fails unless {@code tool} is an executable on the PATH. */
+    /** Fails unless {@code tool} is an executable on the PATH (or, holding a '/', an executable file). */
     public static void require(String tool) {
+        if (tool.contains("/")) { // a path, e.g. a test program the test just compiled
+            if (!Files.isExecutable(Path.of(tool))) {
+                fail(tool + " is not an executable file");
+            }
+            return;
+        }
         for (String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator)) {
             if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, tool))) {
                 return;

@@ -51,12 +51,19 @@ public final class Daemon implements AutoCloseable {
     static final Pattern ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
 
     /** What {@code create} takes; only {@code image} is required. */
-    public record CreateRequest(String id, String image, Boolean layered, Boolean writable, String export) {}
+    public record CreateRequest(String id, String image, Boolean layered, Boolean writable, String export,
+                                String memory) {
+        /** A disk-only request. */
+        public CreateRequest(String id, String image, Boolean layered, Boolean writable, String export) {
+            this(id, image, layered, writable, export, null);
+        }
+    }
 
     /** What the daemon reports of a sandbox. */
     public record SandboxInfo(String id, String state, String image, String created, long size, boolean writable,
                               String export, String nbdUri, String nbdSocket, List<String> builds,
-                              SandboxMeters.Reads reads, Served nbd, long writtenBytes, List<Layer> layers) {}
+                              SandboxMeters.Reads reads, Served nbd, long writtenBytes, List<Layer> layers,
+                              MemoryHandler.Info memory) {}
 
     /** The sandbox's NBD traffic, over all its runs. */
     public record Served(long connections, int open, long requests, long bytesRead, long bytesWritten, long errors) {}
@@ -178,26 +185,21 @@ public final class Daemon implements AutoCloseable {
         try {
             Files.createDirectories(dir);
             undo.add(() -> deleteTree(dir));
-            Device image;
-            ObjectStore store = null;
-            String headerKey = null;
-            List<String> buildIds;
-            String buildLabel;
-            if (layered) {
-                UpstreamProvider.StoreAndKey sk = openStore(r.image());
-                store = sk.store();
-                headerKey = sk.key();
-                LayeredImage li = LayeredImage.open(store, headerKey, builds);
-                undo.addFirst(li);
-                image = li;
-                buildIds = li.header().builds().stream().map(b -> b.id().toString()).toList();
-                buildLabel = li.header().buildId().toString();
-            } else {
-                var lease = builds.openRaw(images.open(r.image()), SparseCache.DEFAULT_BLOCK_SIZE);
-                undo.addFirst(lease);
-                image = lease;
-                buildIds = List.of(r.image());
-                buildLabel = printable(r.image());
+            OpenedImage disk = openImage(r.image(), layered);
+            undo.addFirst(disk.device());
+            Device image = disk.device();
+            ObjectStore store = disk.store();
+            String headerKey = disk.headerKey();
+            List<String> buildIds = disk.buildIds();
+            String buildLabel = disk.label();
+            MemoryHandler memory = null;
+            if (r.memory() != null) {
+                OpenedImage mem = openImage(r.memory(), r.memory().endsWith(".header"));
+                undo.addFirst(mem.device());
+                memory = new MemoryHandler(id, r.memory(), mem.device(), dir.resolve("uffd.sock"),
+                        config.memoryAcceptTimeout());
+                undo.removeFirst(); // the handler closes the memory image now
+                undo.addFirst(memory);
             }
             SandboxMeters meters = new SandboxMeters(registry, id, buildLabel);
             undo.addFirst(meters);
@@ -210,7 +212,7 @@ public final class Daemon implements AutoCloseable {
                 undo.addFirst(overlay);
             }
             Sandbox s = new Sandbox(id, r.image(), dir, image, store, headerKey, buildIds, meters, attributed, overlay,
-                    exportName, timer, config.drainTimeout());
+                    exportName, timer, config.drainTimeout(), memory);
             s.start();
             undo.addFirst(s::pause);
             // Taken before the sandbox is visible: once published, a delete may close it at once.
@@ -258,6 +260,22 @@ public final class Daemon implements AutoCloseable {
             throw e;
         }
         return new DaemonException(500, "internal", "creating a sandbox from '" + printable(image) + "' failed: " + t, t);
+    }
+
+    private record OpenedImage(Device device, ObjectStore store, String headerKey, List<String> buildIds,
+                               String label) {}
+
+    /** A layered image over the shared builds, or a raw image as one shared build. */
+    private OpenedImage openImage(String url, boolean layered) throws IOException {
+        if (layered) {
+            UpstreamProvider.StoreAndKey sk = openStore(url);
+            LayeredImage li = LayeredImage.open(sk.store(), sk.key(), builds);
+            return new OpenedImage(li, sk.store(), sk.key(),
+                    li.header().builds().stream().map(b -> b.id().toString()).toList(),
+                    li.header().buildId().toString());
+        }
+        Device lease = builds.openRaw(images.open(url), SparseCache.DEFAULT_BLOCK_SIZE);
+        return new OpenedImage(lease, null, null, List.of(url), printable(url));
     }
 
     private static boolean missing(Throwable t) {

@@ -20,9 +20,11 @@ import java.util.Objects;
  * @param chunker         how misses are fetched
  * @param fetchTimeout    how long a read waits for its bytes from the store
  * @param drainTimeout    how long pause and delete wait for a sandbox's in-flight NBD requests
+ * @param memoryAcceptTimeout how long a sandbox's memory handler waits for its VMM to connect
  */
 public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int maxStores, int readsPerSandbox,
-                           Duration readWait, ChunkerKind chunker, Duration fetchTimeout, Duration drainTimeout) {
+                           Duration readWait, ChunkerKind chunker, Duration fetchTimeout, Duration drainTimeout,
+                           Duration memoryAcceptTimeout) {
 
     public DaemonConfig {
         Objects.requireNonNull(stateDir, "stateDir");
@@ -34,36 +36,42 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
         positive("readWait", readWait);
         positive("fetchTimeout", fetchTimeout);
         positive("drainTimeout", drainTimeout);
+        positive("memoryAcceptTimeout", memoryAcceptTimeout);
     }
 
     public static DaemonConfig defaults(Path stateDir) {
         return new DaemonConfig(stateDir, 1024, 256, 64, 64, Duration.ofSeconds(30), ChunkerKind.REQUEST_FIRST,
-                Duration.ofSeconds(60), Duration.ofSeconds(30));
+                Duration.ofSeconds(60), Duration.ofSeconds(30), Duration.ofMinutes(10));
     }
 
     public DaemonConfig withMaxSandboxes(int n) {
         return new DaemonConfig(stateDir, n, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
-                drainTimeout);
+                drainTimeout, memoryAcceptTimeout);
     }
 
     public DaemonConfig withMaxBuilds(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, n, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
-                drainTimeout);
+                drainTimeout, memoryAcceptTimeout);
     }
 
     public DaemonConfig withReadsPerSandbox(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, n, readWait, chunker, fetchTimeout,
-                drainTimeout);
+                drainTimeout, memoryAcceptTimeout);
     }
 
     public DaemonConfig withChunker(ChunkerKind k) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, k,
-                fetchTimeout, drainTimeout);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout);
     }
 
     public DaemonConfig withFetchTimeout(Duration d) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, d,
-                drainTimeout);
+                drainTimeout, memoryAcceptTimeout);
+    }
+
+    public DaemonConfig withMemoryAcceptTimeout(Duration d) {
+        return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
+                fetchTimeout, drainTimeout, d);
     }
 
     private static void positive(String what, int n) {

@@ -34,6 +34,7 @@ final class Sandbox {
     final AttributedDevice attributed;
     final Overlay overlay;        // null when read-only
     final String exportName;
+    final MemoryHandler memory;   // null when the sandbox has no memory image
     private final ScheduledExecutorService timer;
     private final java.time.Duration drain;
 
@@ -45,7 +46,8 @@ final class Sandbox {
 
     Sandbox(String id, String image, Path dir, Device opened, ObjectStore store, String headerKey, List<String> builds,
             SandboxMeters meters, AttributedDevice attributed, Overlay overlay, String exportName,
-            ScheduledExecutorService timer, java.time.Duration drain) {
+            ScheduledExecutorService timer, java.time.Duration drain, MemoryHandler memory) {
+        this.memory = memory;
         this.id = id;
         this.image = image;
         this.dir = dir;
@@ -106,6 +108,9 @@ final class Sandbox {
         }
         pause();
         state = State.DELETED;
+        if (memory != null) {
+            memory.close();
+        }
         if (overlay != null) {
             overlay.close();
         }
@@ -122,7 +127,7 @@ final class Sandbox {
                 new Daemon.Served(now.connections(), now.open(), now.requests(), now.bytesRead(), now.bytesWritten(),
                         now.errors()),
                 overlay == null || state == State.DELETED ? 0 : dev.lazyblock.device.LayerExporter.writtenBytes(overlay),
-                List.copyOf(layers));
+                List.copyOf(layers), memory == null ? null : memory.info());
     }
 
     boolean layered() {

@@ -1,0 +1,106 @@
+package dev.lazyblock.daemon;
+
+import dev.lazyblock.device.Device;
+import dev.lazyblock.uffd.PageFaultHandler;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A sandbox's guest memory: a Firecracker page-fault handler on the sandbox's {@code uffd.sock},
+ * serving faults from the memory image (its builds shared like the disk's). The handler's event
+ * loop polls through FFM, which would pin a virtual thread's carrier, so it gets one platform
+ * thread of its own; it ends when the VMM goes, the accept wait runs out, or the sandbox closes.
+ * A constructor that throws has stopped the handler and leaves the memory image open.
+ */
+final class MemoryHandler implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(MemoryHandler.class);
+
+    enum State { WAITING, SERVING, DONE, FAILED }
+
+    final String image;
+    final Device memory;
+    final Path socket;
+    private final PageFaultHandler handler;
+    private final Thread thread;
+    // Written by the handler's thread, read by info(): volatile, each a whole value.
+    private volatile State state = State.WAITING;
+    private volatile String failure;
+
+    MemoryHandler(String sandbox, String image, Device memory, Path socket, Duration acceptTimeout) throws IOException {
+        this.image = image;
+        this.memory = memory;
+        this.socket = socket;
+        this.handler = new PageFaultHandler(memory, socket);
+        this.thread = Thread.ofPlatform().daemon().name("lazyblockd-uffd-" + sandbox).unstarted(() -> {
+            try {
+                handler.serve(acceptTimeout);
+                state = State.DONE;
+            } catch (IOException | RuntimeException e) {
+                failure = e.getMessage();
+                state = State.FAILED;
+                log.warn("sandbox {}: memory handler on {} ended: {}", sandbox, socket, e.getMessage());
+            }
+        });
+        thread.start();
+        // The orchestrator starts the VMM once create returns: the socket must exist by then.
+        long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+        while (!Files.exists(socket) && thread.isAlive()) {
+            if (System.nanoTime() - deadline > 0) {
+                stopHandler();
+                throw new IOException("the memory handler did not listen on " + socket + " within 10 s");
+            }
+            try {
+                Thread.sleep(1);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                stopHandler();
+                throw new java.io.InterruptedIOException("interrupted starting the memory handler");
+            }
+        }
+        if (!thread.isAlive() && state == State.FAILED) {
+            throw new IOException("the memory handler could not start on " + socket + ": " + failure);
+        }
+    }
+
+    /** What the API shows. */
+    record Info(String image, String socket, String state, int vmmPid, long faults, long copies, long zeroPages,
+                long failures, String error) {}
+
+    Info info() {
+        State s = state;
+        if (s == State.WAITING && handler.vmmPid() > 0) {
+            s = State.SERVING;
+        }
+        PageFaultHandler.Stats st = handler.stats();
+        return new Info(image, socket.toString(), s.name().toLowerCase(java.util.Locale.ROOT), handler.vmmPid(),
+                st.faults(), st.copies(), st.zeroPages(), st.failures(), failure);
+    }
+
+    /** Stops the handler (its loop returns within ~100 ms) and closes the memory image. */
+    @Override
+    public void close() {
+        stopHandler();
+        memory.close();
+    }
+
+    /** On a failed start the memory image stays the caller's to close. */
+    private void stopHandler() {
+        handler.stop();
+        try {
+            if (!thread.join(Duration.ofSeconds(10))) {
+                log.warn("the memory handler on {} did not stop within 10 s", socket);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        try {
+            Files.deleteIfExists(socket);
+        } catch (IOException ignored) {
+            // the sandbox's directory goes next
+        }
+    }
+}
