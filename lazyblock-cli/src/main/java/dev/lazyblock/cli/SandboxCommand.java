@@ -106,6 +106,7 @@ final class SandboxCommand implements Runnable {
     }
 
     @Command(name = "create", mixinStandardHelpOptions = true,
+            footer = {"", "Examples:", "  lazyblock sandbox create /srv/layers/tpl/<build>.header --id vm1", "  lazyblock sandbox create s3://bucket/tpl/<build>.header --memory s3://bucket/tpl/<mem>.header --field nbdUri"},
             description = "Creates a sandbox from IMAGE (a path or URL of a raw image or a layer header) and "
                     + "prints it, with its nbdUri.")
     static final class Create implements Callable<Integer> {
@@ -158,7 +159,8 @@ final class SandboxCommand implements Runnable {
         }
     }
 
-    @Command(name = "list", mixinStandardHelpOptions = true, description = "Lists the sandboxes.")
+    @Command(name = "list", mixinStandardHelpOptions = true,
+            footer = {"", "Examples:", "  lazyblock sandbox list", "  lazyblock sandbox --socket /var/lib/lazyblock/api.sock list"}, description = "Lists the sandboxes.")
     static final class ListCmd implements Callable<Integer> {
         @ParentCommand
         SandboxCommand parent;
@@ -182,6 +184,7 @@ final class SandboxCommand implements Runnable {
     }
 
     @Command(name = "get", mixinStandardHelpOptions = true,
+            footer = {"", "Examples:", "  lazyblock sandbox get vm1", "  lazyblock sandbox get vm1 --field nbdUri"},
             description = "Shows a sandbox: state, nbdUri, reads, hits and misses, layers.")
     static final class Get extends OnOne {
         @Override
@@ -191,6 +194,7 @@ final class SandboxCommand implements Runnable {
     }
 
     @Command(name = "pause", mixinStandardHelpOptions = true,
+            footer = {"", "Examples:", "  lazyblock sandbox pause vm1"},
             description = "Stops a sandbox's export (in-flight requests finish); its writes are kept.")
     static final class Pause extends OnOne {
         @Override
@@ -199,7 +203,8 @@ final class SandboxCommand implements Runnable {
         }
     }
 
-    @Command(name = "resume", mixinStandardHelpOptions = true, description = "Serves a paused sandbox again.")
+    @Command(name = "resume", mixinStandardHelpOptions = true,
+            footer = {"", "Examples:", "  lazyblock sandbox resume vm1 --field nbdUri"}, description = "Serves a paused sandbox again.")
     static final class Resume extends OnOne {
         @Override
         public Integer call() {
@@ -208,6 +213,7 @@ final class SandboxCommand implements Runnable {
     }
 
     @Command(name = "export", mixinStandardHelpOptions = true,
+            footer = {"", "Examples:", "  lazyblock sandbox export vm1 --field image"},
             description = "Pauses a sandbox and uploads its writes as a new layer beside its image's header; "
                     + "prints the new header (its `image` opens it).")
     static final class Export extends OnOne {
@@ -218,6 +224,7 @@ final class SandboxCommand implements Runnable {
     }
 
     @Command(name = "delete", mixinStandardHelpOptions = true,
+            footer = {"", "Examples:", "  lazyblock sandbox delete vm1"},
             description = "Closes a sandbox's export, drops its overlay and releases its builds.")
     static final class Delete extends OnOne {
         @Override
@@ -226,7 +233,8 @@ final class SandboxCommand implements Runnable {
         }
     }
 
-    @Command(name = "host", mixinStandardHelpOptions = true, description = "Shows the daemon's host-wide figures.")
+    @Command(name = "host", mixinStandardHelpOptions = true,
+            footer = {"", "Examples:", "  lazyblock sandbox host"}, description = "Shows the daemon's host-wide figures.")
     static final class Host implements Callable<Integer> {
         @ParentCommand
         SandboxCommand parent;
@@ -238,6 +246,7 @@ final class SandboxCommand implements Runnable {
     }
 
     @Command(name = "builds", mixinStandardHelpOptions = true,
+            footer = {"", "Examples:", "  lazyblock sandbox builds"},
             description = "Lists the open builds: references, bytes cached.")
     static final class Builds implements Callable<Integer> {
         @ParentCommand
