@@ -68,6 +68,16 @@ final class DaemonCommand implements Callable<Integer> {
             description = "How long a read waits for its bytes from the store (default ${DEFAULT-VALUE}).")
     long fetchTimeoutSeconds;
 
+    @Option(names = "--disk-budget", paramLabel = "SIZE",
+            description = "What the build caches and the sandboxes' overlays may occupy in STATE-DIR (e.g. 200G); "
+                    + "closed builds' caches are removed least recently used first, never an open one "
+                    + "(default: no budget).")
+    String diskBudget;
+
+    @Option(names = "--disk-floor", paramLabel = "SIZE",
+            description = "With --disk-budget: free space to keep on STATE-DIR's file system (e.g. 10G).")
+    String diskFloor;
+
     /** Counted down once the API answers (for tests). */
     final CountDownLatch started = new CountDownLatch(1);
     private final CountDownLatch stop = new CountDownLatch(1);
@@ -92,24 +102,38 @@ final class DaemonCommand implements Callable<Integer> {
         return s != null && !s.isBlank() ? Path.of(s) : defaultStateDir(env).resolve("api.sock");
     }
 
+    private static long size(String option, String value) {
+        try {
+            return dev.lazyblock.upstream.ConfigValues.size(value);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(option + ": " + e.getMessage(), e);
+        }
+    }
+
     @Override
     public Integer call() throws Exception {
         PrintStream out = System.out;
         Path dir = stateDir != null ? stateDir : defaultStateDir(System.getenv());
         Path sock = socket != null ? socket : dir.resolve("api.sock");
-        DaemonConfig config;
+        DaemonConfig parsed;
         InetSocketAddress tcp;
         InetSocketAddress metricsAt;
         try {
-            config = DaemonConfig.defaults(dir).withMaxSandboxes(maxSandboxes).withMaxBuilds(maxBuilds)
+            parsed = DaemonConfig.defaults(dir).withMaxSandboxes(maxSandboxes).withMaxBuilds(maxBuilds)
                     .withReadsPerSandbox(readsPerSandbox).withChunker(ChunkerKind.parse(chunker))
                     .withFetchTimeout(Duration.ofSeconds(fetchTimeoutSeconds));
+            if (diskBudget != null || diskFloor != null) {
+                parsed = parsed.withDiskBudget(
+                        diskBudget == null ? Long.MAX_VALUE : size("--disk-budget", diskBudget),
+                        diskFloor == null ? 0 : size("--disk-floor", diskFloor));
+            }
             tcp = listen == null ? null : ServeCommand.parseListen(listen);
             metricsAt = metricsListen == null ? null : ServeCommand.parseListen(metricsListen);
         } catch (IllegalArgumentException e) {
             System.err.println("lazyblock daemon: " + e.getMessage());
             return 2;
         }
+        DaemonConfig config = parsed;
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         Thread hook = new Thread(() -> {
             stop.countDown();

@@ -109,5 +109,7 @@ class DaemonCommandTest {
         assertEquals(2, new CommandLine(new DaemonCommand()).execute("--state-dir", dir.toString(),
                 "--max-sandboxes", "0"));
         assertEquals(2, new CommandLine(new DaemonCommand()).execute("--state-dir", dir.toString(), "--listen", "nope"));
+        assertEquals(2, new CommandLine(new DaemonCommand()).execute("--state-dir", dir.toString(),
+                "--disk-budget", "lots"));
     }
 }

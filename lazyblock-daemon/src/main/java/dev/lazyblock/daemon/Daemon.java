@@ -2,6 +2,7 @@ package dev.lazyblock.daemon;
 
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.chunker.DiskBudget;
 import dev.lazyblock.device.Device;
 import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayerHeader;
@@ -74,6 +75,7 @@ public final class Daemon implements AutoCloseable {
 
     /** Host-wide figures. */
     public record HostInfo(int sandboxes, int maxSandboxes, int builds, int maxBuilds, int stores,
+                           long diskUsedBytes, long diskBudgetBytes, long evictedCaches,
                            CountingMetrics.Snapshot reads) {}
 
     /**
@@ -105,6 +107,7 @@ public final class Daemon implements AutoCloseable {
     private final HostMetrics metrics;
     private final MeterRegistry registry;
     private final BuildRegistry builds;
+    private final DiskBudget budget; // null without a disk budget
     private final ScheduledExecutorService timer;
     private final Path sandboxDir;
 
@@ -133,6 +136,13 @@ public final class Daemon implements AutoCloseable {
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withFetchTimeout(config.fetchTimeout());
         this.builds = new BuildRegistry(config.stateDir().resolve("builds"), config.chunker(), options,
                 config.maxBuilds(), config.fetchTimeout());
+        if (config.diskBudgetBytes() > 0) {
+            Path buildDir = Files.createDirectories(config.stateDir().resolve("builds"));
+            this.budget = new DiskBudget(config.diskBudgetBytes(), config.minFreeBytes(), buildDir);
+            budget.governCaches(buildDir); // closed builds' caches go LRU; open ones hold their lock
+        } else {
+            this.budget = null;
+        }
         // One platform thread for every sandbox's NBD handshake timeouts.
         this.timer = Executors.newSingleThreadScheduledExecutor(
                 Thread.ofPlatform().daemon().name("lazyblockd-timer").factory());
@@ -207,9 +217,13 @@ public final class Daemon implements AutoCloseable {
                     config.readWait());
             Overlay overlay = null;
             if (writable) {
-                overlay = new Overlay(attributed, SparseCache.create(dir.resolve("overlay.cache"), image.size(),
-                        image.blockSize(), image.blockSize()));
+                SparseCache scratch = SparseCache.create(dir.resolve("overlay.cache"), image.size(),
+                        image.blockSize(), image.blockSize());
+                overlay = new Overlay(attributed, scratch);
                 undo.addFirst(overlay);
+                if (budget != null) {
+                    budget.count(scratch); // counted until it closes; never evicted
+                }
             }
             Sandbox s = new Sandbox(id, r.image(), dir, image, store, headerKey, buildIds, meters, attributed, overlay,
                     exportName, timer, config.drainTimeout(), memory);
@@ -225,6 +239,7 @@ public final class Daemon implements AutoCloseable {
                 sandboxes.put(id, s);
             }
             log.info("sandbox {} created from {} ({} builds)", id, printable(r.image()), buildIds.size());
+            enforceBudget();
             return info;
         } catch (Throwable t) {
             synchronized (this) {
@@ -397,10 +412,22 @@ public final class Daemon implements AutoCloseable {
             }
         }
         log.info("sandbox {} deleted", id);
+        enforceBudget();
     }
 
     public List<BuildRegistry.Info> builds() {
         return builds.list();
+    }
+
+    /**
+     * Brings the disk under its budget, closed builds' caches first. Run at each create and delete
+     * (a create may have closed an idle build to make room), not on every chunk written: between
+     * two, the caches of open builds may grow past it, as open caches are never removed anyway.
+     */
+    private void enforceBudget() {
+        if (budget != null) {
+            budget.enforce();
+        }
     }
 
     public HostInfo host() {
@@ -409,7 +436,8 @@ public final class Daemon implements AutoCloseable {
             n = stores.size();
         }
         return new HostInfo(sandboxes.size(), config.maxSandboxes(), builds.open(), config.maxBuilds(), n,
-                metrics.host.snapshot());
+                budget == null ? -1 : budget.usedBytes(), config.diskBudgetBytes(),
+                budget == null ? 0 : budget.evictedCaches(), metrics.host.snapshot());
     }
 
     private Sandbox sandbox(String id) {
@@ -448,6 +476,9 @@ public final class Daemon implements AutoCloseable {
             }
         }
         builds.close();
+        if (budget != null) {
+            budget.close();
+        }
         for (ObjectStore s : toClose) {
             try {
                 s.close();

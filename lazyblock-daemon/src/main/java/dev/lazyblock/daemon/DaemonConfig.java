@@ -21,10 +21,14 @@ import java.util.Objects;
  * @param fetchTimeout    how long a read waits for its bytes from the store
  * @param drainTimeout    how long pause and delete wait for a sandbox's in-flight NBD requests
  * @param memoryAcceptTimeout how long a sandbox's memory handler waits for its VMM to connect
+ * @param diskBudgetBytes what the build caches and the sandboxes' overlays may occupy on disk
+ *                        together; closed builds' caches are removed LRU to stay under it (open
+ *                        ones never are); 0: no budget
+ * @param minFreeBytes    free space to keep on the state directory's file system (with a budget)
  */
 public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int maxStores, int readsPerSandbox,
                            Duration readWait, ChunkerKind chunker, Duration fetchTimeout, Duration drainTimeout,
-                           Duration memoryAcceptTimeout) {
+                           Duration memoryAcceptTimeout, long diskBudgetBytes, long minFreeBytes) {
 
     public DaemonConfig {
         Objects.requireNonNull(stateDir, "stateDir");
@@ -37,41 +41,50 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
         positive("fetchTimeout", fetchTimeout);
         positive("drainTimeout", drainTimeout);
         positive("memoryAcceptTimeout", memoryAcceptTimeout);
+        if (diskBudgetBytes < 0 || minFreeBytes < 0) {
+            throw new IllegalArgumentException("diskBudgetBytes and minFreeBytes must be >= 0, got " + diskBudgetBytes
+                    + " and " + minFreeBytes);
+        }
     }
 
     public static DaemonConfig defaults(Path stateDir) {
         return new DaemonConfig(stateDir, 1024, 256, 64, 64, Duration.ofSeconds(30), ChunkerKind.REQUEST_FIRST,
-                Duration.ofSeconds(60), Duration.ofSeconds(30), Duration.ofMinutes(10));
+                Duration.ofSeconds(60), Duration.ofSeconds(30), Duration.ofMinutes(10), 0, 0);
     }
 
     public DaemonConfig withMaxSandboxes(int n) {
         return new DaemonConfig(stateDir, n, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes);
     }
 
     public DaemonConfig withMaxBuilds(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, n, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes);
     }
 
     public DaemonConfig withReadsPerSandbox(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, n, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes);
     }
 
     public DaemonConfig withChunker(ChunkerKind k) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, k,
-                fetchTimeout, drainTimeout, memoryAcceptTimeout);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes);
     }
 
     public DaemonConfig withFetchTimeout(Duration d) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, d,
-                drainTimeout, memoryAcceptTimeout);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes);
     }
 
     public DaemonConfig withMemoryAcceptTimeout(Duration d) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
-                fetchTimeout, drainTimeout, d);
+                fetchTimeout, drainTimeout, d, diskBudgetBytes, minFreeBytes);
+    }
+
+    public DaemonConfig withDiskBudget(long bytes, long minFree) {
+        return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, bytes, minFree);
     }
 
     private static void positive(String what, int n) {

@@ -1,0 +1,65 @@
+package dev.lazyblock.daemon;
+
+import static dev.lazyblock.daemon.DaemonFixture.ok;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.lazyblock.device.LayerExporter;
+import dev.lazyblock.testing.Tools;
+import dev.lazyblock.testing.UpstreamReads;
+import dev.lazyblock.upstream.DirectoryStore;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Closed builds' caches stay on disk for the next sandbox, within a budget, least recently used out first. */
+class DiskBudgetTest {
+    static final int SIZE = 8 << 20;
+
+    @TempDir
+    Path tmp;
+
+    private static long cacheFiles(Path dir) throws Exception {
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.filter(p -> p.toString().endsWith(".cache")).count();
+        }
+    }
+
+    private void copyAll(DaemonFixture f, JsonNode sb, byte[] expected) throws Exception {
+        Path out = tmp.resolve(sb.get("id").asText() + ".out");
+        Tools.run("nbdcopy", sb.get("nbdUri").asText(), out.toString()).ok();
+        assertArrayEquals(expected, Files.readAllBytes(out));
+    }
+
+    @Test
+    void aClosedBuildsCacheIsRemovedWhenTheDiskBudgetIsCrossedAndAnOpenOneNever() throws Exception {
+        try (DaemonFixture f = new DaemonFixture(tmp, SIZE, c -> c.withMaxBuilds(1).withDiskBudget(12 << 20, 0))) {
+            Path other = UpstreamReads.writeRandomFile(tmp, "other.raw", 77, SIZE);
+            String otherHeader;
+            try (DirectoryStore ds = new DirectoryStore(Path.of(f.storeDir()))) {
+                otherHeader = Path.of(f.storeDir(), LayerExporter.publishBase(other, 4096, ds, "tpl2").headerKey())
+                        .toString();
+            }
+            Path builds = f.root.resolve("state/builds");
+            String a = Path.of(f.storeDir(), f.headerKey).toString();
+
+            copyAll(f, f.create("a", a), f.template);
+            ok(204, f.client.delete("/v1/sandboxes/a"));
+            // The second template's build closes the first (maxBuilds 1); its cache stays: 8 of 12 MiB.
+            copyAll(f, f.create("b", otherHeader), Files.readAllBytes(other));
+            assertEquals(2, cacheFiles(builds));
+            ok(204, f.client.delete("/v1/sandboxes/b"));
+            // 16 MiB > 12: the closed build's cache goes, the open (idle) one stays.
+            assertEquals(1, cacheFiles(builds));
+            JsonNode host = ok(200, f.client.get("/v1/host"));
+            assertEquals(1, host.get("evictedCaches").asLong(), host.toString());
+            assertEquals(12 << 20, host.get("diskBudgetBytes").asLong());
+
+            // The evicted template still serves: fetched again.
+            copyAll(f, f.create("a2", a), f.template);
+        }
+    }
+}
