@@ -40,7 +40,7 @@ public final class VmBootBench {
         long imageMib = 1024;
         long bootSetMib = 24;
         int rounds = 1;
-        java.util.Set<String> only = java.util.Set.of("1", "2", "2b", "3", "4", "5", "6");
+        java.util.Set<String> only = java.util.Set.of("1", "2", "2b", "3", "4", "5", "6", "7");
         Path work = Path.of(System.getProperty("java.io.tmpdir"), "lazyblock-vmboot");
         Path out = null;
         List<DelayProxy.Model> models = List.of(DelayProxy.Model.NONE, DelayProxy.Model.GCS);
@@ -60,9 +60,9 @@ public final class VmBootBench {
                 }).toList();
                 case "-h", "--help" -> {
                     System.out.println("""
-                            bench/vm-boot [--image-mib 1024] [--boot-set-mib 24] [--rounds 1] [--models none,gcs] [--rows 1,2,2b,3,4,5,6]
+                            bench/vm-boot [--image-mib 1024] [--boot-set-mib 24] [--rounds 1] [--models none,gcs] [--rows 1,2,2b,3,4,5,6,7]
                                           [--work DIR] [--out FILE.md]
-                            Boots a busybox VM from a root disk in S3Proxy six ways and prints time to marker,
+                            Boots a busybox VM from a root disk in S3Proxy seven ways and prints time to marker,
                             bytes and requests fetched from the store, and the ratio to nbdkit (row 2).""");
                     return;
                 }
@@ -126,6 +126,9 @@ public final class VmBootBench {
         }
         if (only.contains("6")) {
             rows.add(medianOf(fourSix.stream().map(r -> r[1]).toList()));
+        }
+        if (only.contains("7")) {
+            rows.add(median(r -> daemon("7. lazyblockd sandbox (nbd+unix), request-first")));
         }
         return rows;
     }
@@ -193,6 +196,33 @@ public final class VmBootBench {
             Qemu.Boot boot = check(Qemu.boot(image, "file=" + serve.uri() + ",format=raw", BOOT_TIMEOUT));
             DelayProxy.Counts c = store.counts();
             return new Row(name, boot.seconds(), 0, c.requests(), c.responseBytes(), "");
+        }
+    }
+
+    /** A fresh daemon (cold caches); the disk is a sandbox's export on its Unix socket. */
+    private Row daemon(String name) throws Exception {
+        store.reset();
+        Path state = work.resolve("daemon-state");
+        deleteTree(state);
+        Files.createDirectories(state);
+        try (DaemonProcess d = DaemonProcess.start(state, store.environment(), work.resolve("daemon.log"))) {
+            String uri = d.create("vm", "s3://" + Store.BUCKET + "/" + KEY);
+            Qemu.Boot boot = check(Qemu.boot(image, "file=" + uri + ",format=raw", BOOT_TIMEOUT));
+            DelayProxy.Counts c = store.counts();
+            return new Row(name, boot.seconds(), 0, c.requests(), c.responseBytes(), "");
+        } finally {
+            deleteTree(state);
+        }
+    }
+
+    private static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) {
+            return;
+        }
+        try (var s = Files.walk(p)) {
+            for (Path q : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(q);
+            }
         }
     }
 
