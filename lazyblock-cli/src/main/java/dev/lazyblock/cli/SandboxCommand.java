@@ -80,7 +80,8 @@ final class SandboxCommand implements Runnable {
         }
         if (field != null) {
             try {
-                JsonNode v = JSON.readTree(r.body()).path(field);
+                // "disk.image" reaches into an object, as a JSON pointer would.
+                JsonNode v = JSON.readTree(r.body()).at("/" + field.replace('.', '/'));
                 if (v.isMissingNode()) {
                     System.err.println("lazyblock sandbox: the reply has no field '" + field + "'");
                     return 1;
@@ -133,7 +134,13 @@ final class SandboxCommand implements Runnable {
                         + "handler on the sandbox's uffd.sock (memory.socket in the reply).")
         String memory;
 
-        @Option(names = "--field", paramLabel = "NAME", description = "Print only this field of the reply.")
+        @Option(names = "--track-memory-writes",
+                description = "With a layered --memory image: the VMM registers write-protect mode too, and export "
+                        + "writes the pages the guest wrote as the memory's next layer.")
+        boolean trackMemoryWrites;
+
+        @Option(names = "--field", paramLabel = "NAME",
+                description = "Print only this field of the reply (a.b for a field of an object).")
         String field;
 
         @Override
@@ -154,6 +161,9 @@ final class SandboxCommand implements Runnable {
             }
             if (memory != null) {
                 req.put("memory", memory);
+            }
+            if (trackMemoryWrites) {
+                req.put("trackMemoryWrites", true);
             }
             return SandboxCommand.call(parent, "POST", "/v1/sandboxes", JSON.writeValueAsString(req), field);
         }
@@ -179,7 +189,8 @@ final class SandboxCommand implements Runnable {
         @Parameters(index = "0", paramLabel = "ID")
         String id;
 
-        @Option(names = "--field", paramLabel = "NAME", description = "Print only this field of the reply.")
+        @Option(names = "--field", paramLabel = "NAME",
+                description = "Print only this field of the reply (a.b for a field of an object).")
         String field;
     }
 
@@ -213,9 +224,9 @@ final class SandboxCommand implements Runnable {
     }
 
     @Command(name = "export", mixinStandardHelpOptions = true,
-            footer = {"", "Examples:", "  lazyblock sandbox export vm1 --field image"},
-            description = "Pauses a sandbox and uploads its writes as a new layer beside its image's header; "
-                    + "prints the new header (its `image` opens it).")
+            footer = {"", "Examples:", "  lazyblock sandbox export vm1 --field disk.image"},
+            description = "Pauses a sandbox and uploads its disk writes (and, when tracked, its guest's memory "
+                    + "writes) as new layers beside their images' headers; prints them (disk.image opens the disk's).")
     static final class Export extends OnOne {
         @Override
         public Integer call() {

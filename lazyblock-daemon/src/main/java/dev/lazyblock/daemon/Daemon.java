@@ -53,12 +53,15 @@ public final class Daemon implements AutoCloseable {
 
     /** What {@code create} takes; only {@code image} is required. */
     public record CreateRequest(String id, String image, Boolean layered, Boolean writable, String export,
-                                String memory) {
+                                String memory, Boolean trackMemoryWrites) {
         /** A disk-only request. */
         public CreateRequest(String id, String image, Boolean layered, Boolean writable, String export) {
-            this(id, image, layered, writable, export, null);
+            this(id, image, layered, writable, export, null, null);
         }
     }
+
+    /** What an export wrote: the disk's new layer and, when the guest's writes were tracked, its memory's. */
+    public record Exported(Layer disk, Layer memory) {}
 
     /** What the daemon reports of a sandbox. */
     public record SandboxInfo(String id, String state, String image, String created, long size, boolean writable,
@@ -206,8 +209,13 @@ public final class Daemon implements AutoCloseable {
             if (r.memory() != null) {
                 OpenedImage mem = openImage(r.memory(), r.memory().endsWith(".header"));
                 undo.addFirst(mem.device());
-                memory = new MemoryHandler(id, r.memory(), mem.device(), dir.resolve("uffd.sock"),
-                        config.memoryAcceptTimeout());
+                if (Boolean.TRUE.equals(r.trackMemoryWrites()) && mem.store() == null) {
+                    throw DaemonException.badRequest("trackMemoryWrites exports the guest's writes as a layer over "
+                            + "the memory image, which must then be a layered image (a *.header)");
+                }
+                memory = new MemoryHandler(id, r.memory(), mem.device(), mem.store(), mem.headerKey(),
+                        dir.resolve("uffd.sock"), config.memoryAcceptTimeout(),
+                        Boolean.TRUE.equals(r.trackMemoryWrites()));
                 undo.removeFirst(); // the handler closes the memory image now
                 undo.addFirst(memory);
             }
@@ -349,7 +357,7 @@ public final class Daemon implements AutoCloseable {
      * Pauses the sandbox and writes what it wrote as a new layer over its image in the store the
      * image came from (diff first, header last). The sandbox stays paused: resume it to go on.
      */
-    public Layer export(String id) {
+    public Exported export(String id) {
         Sandbox s = sandbox(id);
         synchronized (s) {
             if (!s.layered()) {
@@ -364,19 +372,37 @@ public final class Daemon implements AutoCloseable {
             }
             s.pause();
             LayerHeader parent = ((LayeredImage) s.opened).header();
+            Layer disk;
             try {
                 LayerExporter.Layer l = LayerExporter.export(s.overlay, parent, s.store, LayeredImage.dirOf(s.headerKey),
                         s.dir);
-                Layer out = new Layer(imageOf(s, l.headerKey()), s.store.name(), l.headerKey(), l.header().buildId().toString(), l.storedBlocks(),
-                        l.zeroBlocks(), l.unchangedBlocks(), l.diffBytes());
-                s.addLayer(out);
-                log.info("sandbox {} exported layer {}", id, l.headerKey());
-                return out;
+                disk = layer(l, s.store, imageOf(s.image, s.headerKey, l.headerKey()));
+                s.addLayer(disk);
+                log.info("sandbox {} exported disk layer {}", id, l.headerKey());
             } catch (IOException e) {
-                throw new DaemonException(502, "export_failed", "exporting sandbox " + id + " to " + s.store.name()
-                        + " failed: " + e.getMessage(), e);
+                throw new DaemonException(502, "export_failed", "exporting sandbox " + id + "'s disk to "
+                        + s.store.name() + " failed: " + e.getMessage(), e);
             }
+            Layer memory = null;
+            if (s.memory != null && s.memory.tracksWrites()) {
+                try {
+                    LayerExporter.Layer l = s.memory.export(s.dir);
+                    memory = layer(l, s.memory.store, imageOf(s.memory.image, s.memory.headerKey, l.headerKey()));
+                    s.addLayer(memory);
+                    log.info("sandbox {} exported memory layer {}", id, l.headerKey());
+                } catch (IOException e) {
+                    throw new DaemonException(502, "export_failed", "exporting sandbox " + id + "'s memory to "
+                            + s.memory.store.name() + " failed (its disk layer " + disk.headerKey() + " was written): "
+                            + e.getMessage(), e);
+                }
+            }
+            return new Exported(disk, memory);
         }
+    }
+
+    private static Layer layer(LayerExporter.Layer l, ObjectStore store, String image) {
+        return new Layer(image, store.name(), l.headerKey(), l.header().buildId().toString(), l.storedBlocks(),
+                l.zeroBlocks(), l.unchangedBlocks(), l.diffBytes());
     }
 
     /**
@@ -384,9 +410,9 @@ public final class Daemon implements AutoCloseable {
      * with its header's key replaced (the store was opened from that URL, so the rest of it names
      * the same store). Null when the URL does not end with the key (a query string, say).
      */
-    private static String imageOf(Sandbox s, String newHeaderKey) {
-        String tail = s.headerKey.substring(LayeredImage.dirOf(s.headerKey).length());
-        return s.image.endsWith(tail) ? s.image.substring(0, s.image.length() - tail.length())
+    private static String imageOf(String image, String headerKey, String newHeaderKey) {
+        String tail = headerKey.substring(LayeredImage.dirOf(headerKey).length());
+        return image.endsWith(tail) ? image.substring(0, image.length() - tail.length())
                 + newHeaderKey.substring(LayeredImage.dirOf(newHeaderKey).length()) : null;
     }
 

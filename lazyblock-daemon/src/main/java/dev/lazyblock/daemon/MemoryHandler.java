@@ -1,6 +1,12 @@
 package dev.lazyblock.daemon;
 
+import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.device.Device;
+import dev.lazyblock.device.LayerExporter;
+import dev.lazyblock.device.LayeredImage;
+import dev.lazyblock.device.Overlay;
+import dev.lazyblock.uffd.ProcessMemory;
+import dev.lazyblock.upstream.ObjectStore;
 import dev.lazyblock.uffd.PageFaultHandler;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -23,18 +29,25 @@ final class MemoryHandler implements AutoCloseable {
 
     final String image;
     final Device memory;
+    final ObjectStore store;      // where a layered memory image's header is (owned by the daemon); else null
+    final String headerKey;
     final Path socket;
+    private final boolean trackWrites;
     private final PageFaultHandler handler;
     private final Thread thread;
     // Written by the handler's thread, read by info(): volatile, each a whole value.
     private volatile State state = State.WAITING;
     private volatile String failure;
 
-    MemoryHandler(String sandbox, String image, Device memory, Path socket, Duration acceptTimeout) throws IOException {
+    MemoryHandler(String sandbox, String image, Device memory, ObjectStore store, String headerKey, Path socket,
+                  Duration acceptTimeout, boolean trackWrites) throws IOException {
         this.image = image;
         this.memory = memory;
+        this.store = store;
+        this.headerKey = headerKey;
         this.socket = socket;
-        this.handler = new PageFaultHandler(memory, socket);
+        this.trackWrites = trackWrites;
+        this.handler = new PageFaultHandler(memory, socket, trackWrites);
         this.thread = Thread.ofPlatform().daemon().name("lazyblockd-uffd-" + sandbox).unstarted(() -> {
             try {
                 handler.serve(acceptTimeout);
@@ -66,9 +79,36 @@ final class MemoryHandler implements AutoCloseable {
         }
     }
 
+    boolean tracksWrites() {
+        return trackWrites;
+    }
+
+    /**
+     * Copies the pages the guest wrote out of the VMM ({@code process_vm_readv}) into a scratch
+     * overlay over the memory image and exports it as the memory's next layer, beside its header.
+     * The VM must be paused: pages written while this runs may be caught half-way.
+     */
+    LayerExporter.Layer export(Path scratchDir) throws IOException {
+        if (!(memory instanceof LayeredImage li)) {
+            throw new IOException("the memory image " + image + " is not layered");
+        }
+        int pid = handler.vmmPid();
+        if (pid <= 0) {
+            throw new IOException("no VMM has connected to " + socket + ": there are no guest writes to export");
+        }
+        Path file = scratchDir.resolve("memory-dirty.cache");
+        SparseCache dirty = SparseCache.create(file, memory.size(), memory.blockSize(), memory.blockSize());
+        try (Overlay ov = new Overlay(memory, dirty)) {
+            ProcessMemory.fill(dirty, pid, handler.dirtyPages());
+            return LayerExporter.export(ov, li.header(), store, LayeredImage.dirOf(headerKey), scratchDir);
+        } finally {
+            Files.deleteIfExists(file);
+        }
+    }
+
     /** What the API shows. */
-    record Info(String image, String socket, String state, int vmmPid, long faults, long copies, long zeroPages,
-                long failures, String error) {}
+    record Info(String image, String socket, String state, boolean trackWrites, int vmmPid, long faults, long copies,
+                long zeroPages, long failures, long dirtyPages, String error) {}
 
     Info info() {
         State s = state;
@@ -76,8 +116,9 @@ final class MemoryHandler implements AutoCloseable {
             s = State.SERVING;
         }
         PageFaultHandler.Stats st = handler.stats();
-        return new Info(image, socket.toString(), s.name().toLowerCase(java.util.Locale.ROOT), handler.vmmPid(),
-                st.faults(), st.copies(), st.zeroPages(), st.failures(), failure);
+        return new Info(image, socket.toString(), s.name().toLowerCase(java.util.Locale.ROOT), trackWrites,
+                handler.vmmPid(), st.faults(), st.copies(), st.zeroPages(), st.failures(),
+                trackWrites ? handler.dirtyPages().size() : 0, failure);
     }
 
     /** Stops the handler (its loop returns within ~100 ms) and closes the memory image. */

@@ -2,6 +2,7 @@ package dev.lazyblock.daemon;
 
 import static dev.lazyblock.daemon.DaemonFixture.error;
 import static dev.lazyblock.daemon.DaemonFixture.ok;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -10,9 +11,16 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.lazyblock.testing.Await;
 import dev.lazyblock.testing.Tools;
 import dev.lazyblock.testing.UpstreamReads;
+import dev.lazyblock.device.LayerExporter;
+import dev.lazyblock.upstream.DirectoryStore;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -54,6 +62,86 @@ class SandboxMemoryTest {
             ok(204, f.client.delete("/v1/sandboxes/vm"));
             assertFalse(Files.exists(Path.of(socket)));
             assertEquals(0, f.daemon.builds().stream().mapToInt(BuildRegistry.Info::refs).sum());
+        }
+    }
+
+    @Test
+    void exportWritesThePagesTheGuestWroteAsTheMemorysNextLayer() throws Exception {
+        Path vmm = tmp.resolve("fake_vmm");
+        Tools.run("gcc", "-O2", "-Wall", "-pthread", "-o", vmm.toString(),
+                Path.of("../lazyblock-uffd/src/test/c/fake_vmm.c").toAbsolutePath().toString()).ok();
+        Path raw = UpstreamReads.writeRandomFile(tmp, "memory.raw", 9, MEMORY);
+        byte[] original = Files.readAllBytes(raw);
+        try (DaemonFixture f = new DaemonFixture(tmp, 4 << 20, c -> c)) {
+            String memHeader;
+            try (DirectoryStore ds = new DirectoryStore(Path.of(f.storeDir()))) {
+                memHeader = Path.of(f.storeDir(), LayerExporter.publishBase(raw, 4096, ds, "mem").headerKey())
+                        .toString();
+            }
+            String disk = Path.of(f.storeDir(), f.headerKey).toString();
+            JsonNode sb = ok(201, f.client.post("/v1/sandboxes", "{\"id\":\"vm\",\"image\":\"" + disk
+                    + "\",\"memory\":\"" + memHeader + "\",\"trackMemoryWrites\":true}"));
+            ProcessBuilder pb = new ProcessBuilder(vmm.toString(), sb.get("memory").get("socket").asText(),
+                    raw.toString(), Integer.toString(MEMORY), "2", "50", "5", "-1").redirectErrorStream(true);
+            pb.environment().put("FAKE_VMM_WP", "1"); // write-protect mode too, then writes pages 10-19, 30-39
+            Process p = pb.start();
+            try {
+                BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream()));
+                CompletableFuture<String> paused = CompletableFuture.supplyAsync(() -> {
+                    try {
+                        for (String line; (line = out.readLine()) != null; ) {
+                            if (line.equals("paused")) {
+                                return line;
+                            }
+                        }
+                        return "ended";
+                    } catch (IOException e) {
+                        return e.toString();
+                    }
+                });
+                assertEquals("paused", paused.get(1, TimeUnit.MINUTES), "the test VMM wrote its pages and paused");
+                assertEquals(20, f.daemon.get("vm").memory().dirtyPages());
+
+                JsonNode exported = ok(200, f.client.post("/v1/sandboxes/vm/export", null));
+                JsonNode mem = exported.get("memory");
+                assertEquals(20, mem.get("storedBlocks").asLong(), exported.toString());
+                p.getOutputStream().write('\n');
+                p.getOutputStream().flush();
+                assertTrue(p.waitFor(1, TimeUnit.MINUTES), "the VM resumed and finished");
+                assertEquals(0, p.exitValue(), new String(p.getInputStream().readAllBytes()));
+
+                // The new memory layer opens as a sandbox's disk: its bytes are the guest's memory.
+                JsonNode check = ok(201, f.client.post("/v1/sandboxes", "{\"id\":\"check\",\"image\":\""
+                        + mem.get("image").asText() + "\",\"writable\":false}"));
+                Path copy = tmp.resolve("memory.out");
+                Tools.run("nbdcopy", check.get("nbdUri").asText(), copy.toString()).ok();
+                byte[] got = Files.readAllBytes(copy);
+                byte[] want = original.clone();
+                for (int pg = 10; pg < 40; pg++) {
+                    if (pg < 20 || pg >= 30) {
+                        for (int i = 0; i < 4096; i++) {
+                            want[pg * 4096 + i] = (byte) (pg * 7 + i);
+                        }
+                    }
+                }
+                assertArrayEquals(want, got, "written pages from the guest, every other page from the base");
+            } finally {
+                if (p.isAlive()) {
+                    p.destroyForcibly();
+                }
+            }
+        }
+    }
+
+    @Test
+    void trackingMemoryWritesNeedsALayeredMemoryImage() throws Exception {
+        try (DaemonFixture f = new DaemonFixture(tmp, 1 << 20, c -> c)) {
+            Path memory = UpstreamReads.writeRandomFile(tmp, "memory.raw", 9, 1 << 20);
+            error(400, "bad_request", f.client.post("/v1/sandboxes", "{\"id\":\"x\",\"image\":\"" + f.templateUrl()
+                    + "\",\"memory\":\"" + memory + "\",\"trackMemoryWrites\":true}"));
+            try (var left = Files.list(f.root.resolve("state/sandboxes"))) {
+                assertEquals(0, left.count());
+            }
         }
     }
 

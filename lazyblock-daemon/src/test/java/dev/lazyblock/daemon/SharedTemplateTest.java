@@ -106,7 +106,9 @@ class SharedTemplateTest {
             Arrays.fill(expected, 1 << 20, (1 << 20) + 65536, (byte) 0x5a);
             Arrays.fill(expected, 0, 4096, (byte) 0);
 
-            JsonNode layer = f.ok(200, f.client.post("/v1/sandboxes/writer/export", null));
+            JsonNode exported = f.ok(200, f.client.post("/v1/sandboxes/writer/export", null));
+            assertTrue(exported.get("memory").isNull(), "no memory image, no memory layer");
+            JsonNode layer = exported.get("disk");
             assertEquals(17, layer.get("storedBlocks").asLong() + layer.get("zeroBlocks").asLong(), layer.toString());
             assertEquals("paused", f.ok(200, f.client.get("/v1/sandboxes/writer")).get("state").asText());
             String image = layer.get("image").asText();
