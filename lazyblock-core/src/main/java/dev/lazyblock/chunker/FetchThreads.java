@@ -14,12 +14,19 @@ import java.util.concurrent.atomic.LongAdder;
  *
  * <p>No fetch is left waiting while a slot is free: {@link #execute} publishes its task and then
  * tries for a slot; a thread out of work gives its slot back and then looks for waiting tasks.
- * The queue and the semaphore are each linearizable, so of two such racing threads at least one
+ * The queues and the semaphore are each linearizable, so of two such racing threads at least one
  * sees the other's step: either the submitter gets the freed slot or the other finds the task.
+ *
+ * <p>Two lanes: a demand fetch (the bytes a reader is blocked on) waits in {@code urgent}, which
+ * every free thread empties before it takes from {@code waiting} (the rest of a chunk, read
+ * ahead). So when the bound is reached, a reader's miss goes ahead of every queued read-ahead,
+ * its own sandbox's or another's; running work is never preempted. The argument above holds for
+ * both lanes: a submitter publishes to one, a thread out of work looks in both.
  */
 final class FetchThreads {
     private final ExecutorService threads;
     private final Semaphore slots;
+    private final ConcurrentLinkedQueue<Runnable> urgent = new ConcurrentLinkedQueue<>();
     private final ConcurrentLinkedQueue<Runnable> waiting = new ConcurrentLinkedQueue<>();
     private final LongAdder completed = new LongAdder();
     private final int bound;
@@ -33,14 +40,26 @@ final class FetchThreads {
         this.threads = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name(namePrefix, 0).factory());
     }
 
+    /** Runs read-ahead work: after every queued demand fetch. */
     void execute(Runnable task) {
         waiting.add(task);
         drain();
     }
 
+    /** Runs a demand fetch: before any queued read-ahead. */
+    void executeUrgent(Runnable task) {
+        urgent.add(task);
+        drain();
+    }
+
+    private Runnable next() {
+        Runnable r = urgent.poll();
+        return r != null ? r : waiting.poll();
+    }
+
     private void drain() {
-        while (!waiting.isEmpty() && slots.tryAcquire()) {
-            Runnable next = waiting.poll();
+        while ((!urgent.isEmpty() || !waiting.isEmpty()) && slots.tryAcquire()) {
+            Runnable next = next();
             if (next == null) {
                 slots.release(); // another drain took it; look again
                 continue;
@@ -48,7 +67,7 @@ final class FetchThreads {
             threads.execute(() -> {
                 // Keeps its slot and its thread for whatever waits next, then gives the slot back
                 // and looks once more (see the class comment).
-                for (Runnable r = next; r != null; r = waiting.poll()) {
+                for (Runnable r = next; r != null; r = next()) {
                     try {
                         r.run();
                     } catch (RuntimeException | Error e) {
@@ -70,7 +89,7 @@ final class FetchThreads {
 
     /** Fetches waiting for a thread. */
     int waiting() {
-        return waiting.size();
+        return urgent.size() + waiting.size();
     }
 
     /** Fetches running now. */

@@ -61,7 +61,7 @@ abstract class ProgressSession extends Session {
 
     @Override
     final void run() {
-        runGuarded(this::fetch);
+        runGuarded(this::fetch, true); // the first reader waits on it
     }
 
     /** Fills the chunk, calling {@link #advance} as bytes land, then {@link #complete}. */

@@ -132,7 +132,7 @@ public final class RequestFirstChunker extends AbstractChunker {
                 lock.unlock();
             }
             for (long[] r : launch) {
-                runGuarded(() -> priority(r[0], r[1]));
+                runGuarded(() -> priority(r[0], r[1]), true);
             }
         }
 
@@ -149,7 +149,7 @@ public final class RequestFirstChunker extends AbstractChunker {
             } finally {
                 lock.unlock();
             }
-            runGuarded(() -> priority(from, to));
+            runGuarded(() -> priority(from, to), true);
             if (to < blocks) {
                 runGuarded(() -> stream(0, to, blocks));
             }

@@ -80,7 +80,15 @@ abstract class Session {
      * if the chunker closes meanwhile), and ending the session with whatever it throws.
      */
     final void runGuarded(Work work) {
-        AbstractChunker.FETCHERS.execute(() -> {
+        runGuarded(work, false);
+    }
+
+    /**
+     * {@link #runGuarded(Work)}, {@code demand} saying whether a reader is blocked on exactly
+     * this work (it then goes ahead of queued read-ahead, see {@link FetchThreads}).
+     */
+    final void runGuarded(Work work, boolean demand) {
+        Runnable task = () -> {
             try {
                 chunker.cache.retain();
             } catch (RuntimeException e) {
@@ -105,7 +113,12 @@ abstract class Session {
             } finally {
                 chunker.cache.release();
             }
-        });
+        };
+        if (demand) {
+            AbstractChunker.FETCHERS.executeUrgent(task);
+        } else {
+            AbstractChunker.FETCHERS.execute(task);
+        }
     }
 
     /** Removes a reader that stopped waiting. */

@@ -45,7 +45,8 @@ class FetchThreadsTest {
                     int id = submitter * each + i;
                     int work = rnd.nextInt(4);
                     boolean fails = rnd.nextInt(1000) == 0;
-                    pool.execute(() -> {
+                    boolean demand = rnd.nextBoolean();
+                    Runnable task = () -> {
                         int now = running.incrementAndGet();
                         most.accumulateAndGet(now, Math::max);
                         try {
@@ -62,7 +63,12 @@ class FetchThreadsTest {
                             running.decrementAndGet();
                             done.countDown();
                         }
-                    });
+                    };
+                    if (demand) {
+                        pool.executeUrgent(task);
+                    } else {
+                        pool.execute(task);
+                    }
                     if (rnd.nextInt(8) == 0) {
                         Thread.yield();
                     }
@@ -79,6 +85,43 @@ class FetchThreadsTest {
         assertTrue(most.get() <= bound, most.get() + " tasks ran at once, the bound is " + bound);
         Await.until(() -> pool.running() == 0 && pool.waiting() == 0, Duration.ofSeconds(30), pool::toString);
         assertEquals(submitters * each, pool.completed());
+    }
+
+    @Test
+    void aDemandFetchGoesAheadOfQueuedReadAhead() throws Exception {
+        FetchThreads pool = new FetchThreads(1, "fetch-threads-order-");
+        CountDownLatch busy = new CountDownLatch(1);
+        CountDownLatch release = new CountDownLatch(1);
+        pool.execute(() -> {
+            busy.countDown();
+            try {
+                release.await();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
+        assertTrue(busy.await(30, TimeUnit.SECONDS));
+        List<String> order = java.util.Collections.synchronizedList(new ArrayList<>());
+        CountDownLatch all = new CountDownLatch(5);
+        for (int i = 0; i < 3; i++) {
+            int n = i;
+            pool.execute(() -> {
+                order.add("ahead" + n);
+                all.countDown();
+            });
+        }
+        pool.executeUrgent(() -> {
+            order.add("demand0");
+            all.countDown();
+        });
+        pool.executeUrgent(() -> {
+            order.add("demand1");
+            all.countDown();
+        });
+        release.countDown();
+        assertTrue(all.await(30, TimeUnit.SECONDS), pool.toString());
+        assertEquals(List.of("demand0", "demand1", "ahead0", "ahead1", "ahead2"), order,
+                "demand fetches in arrival order, then read-ahead in arrival order");
     }
 
     @Test
