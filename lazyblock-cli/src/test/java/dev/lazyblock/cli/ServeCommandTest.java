@@ -284,8 +284,8 @@ class ServeCommandTest {
         String out = s.stop();
         java.util.regex.Matcher errors = java.util.regex.Pattern.compile("bytes written, (\\d+) errors").matcher(out);
         assertTrue(errors.find() && Integer.parseInt(errors.group(1)) >= 2, "the failed reads are counted: " + out);
-        assertFalse(Files.exists(Path.of(cacheFile.toString().replace(".cache", ".presence"))),
-                "a failed cache saves no presence map");
+        assertFalse(Files.exists(Path.of(cacheFile.toString().replace(".cache", ".journal"))),
+                "a failed cache keeps no presence journal");
     }
 
     @Test

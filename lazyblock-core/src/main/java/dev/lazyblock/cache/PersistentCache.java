@@ -26,30 +26,39 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A {@link SparseCache} that outlives the process: per image, a named cache file and a saved
- * presence map in a directory, so bytes fetched by one run (a {@code warm}) are hits for the next.
+ * A {@link SparseCache} that outlives the process, crashes included: per image, a named cache
+ * file and a presence journal in a directory, so bytes fetched by one run (a {@code warm}, or a
+ * serve killed with {@code kill -9}) are hits for the next.
  *
  * <p>Files, named by a hash of the image's identity ({@code <key>} below):
  * <ul>
  *   <li>{@code <key>.cache}: the bytes, sparse, the image's size;</li>
- *   <li>{@code <key>.presence}: which granules hold valid bytes. It exists only between a clean
- *       close and the next open: written at close after the data is fsynced (to a temporary name,
- *       fsynced, renamed, the directory fsynced), and deleted at open, before anything is served.
- *       So a run that crashes leaves no map, and the next run trusts nothing in the file;</li>
+ *   <li>{@code <key>.journal}: which granules hold durable bytes ({@link PresenceJournal}): a
+ *       granule is recorded only after its bytes are fsynced, so after a crash at any moment the
+ *       next open trusts every granule committed before it and nothing else. Commits run every
+ *       {@link #DEFAULT_COMMIT_INTERVAL} while fetches land, at {@link SparseCache#flush()} and at
+ *       close;</li>
+ *   <li>{@code <key>.presence}: the map an earlier lazyblock saved at a clean close; read once
+ *       (if it is trusted, it becomes the journal) and removed;</li>
  *   <li>{@code <key>.lock}: held with an exclusive lock while the cache is open. A second open, in
  *       this process or another, fails instead of two writers sharing one file.</li>
  * </ul>
  *
- * <p>A map is trusted only if it is intact (CRC-32C), names the same identity, size, block size and
- * granularity, and the cache file has the image's size; otherwise it is discarded with a logged
- * reason and the file's old blocks are released. The identity is what the caller knows of the
- * image (its name; the key hashes only that, so an image whose size changed replaces its old cache
- * instead of leaving it beside). The version is what the store says of the object's bytes (an
- * ETag, a generation; see {@link dev.lazyblock.upstream.Upstream#version}): an object rewritten
- * under the same name, even at the same size, has another, and its saved map is discarded.
+ * <p>A journal is trusted only if its header is intact (CRC-32C) and names the same identity,
+ * version, size, block size and granularity, and the cache file has the image's size; otherwise
+ * it is discarded with a logged reason and the file's old blocks are released (an overlay's,
+ * which holds a user's writes, is never discarded: {@link #openOverlay} fails instead). The
+ * identity is what the caller knows of the image (its name; the key hashes only that, so an image
+ * whose size changed replaces its old cache instead of leaving it beside). The version is what the
+ * store says of the object's bytes (an ETag, a generation; see
+ * {@link dev.lazyblock.upstream.Upstream#version}): an object rewritten under the same name, even
+ * at the same size, has another, and its journal is discarded.
  */
 public final class PersistentCache {
     private static final Logger log = LoggerFactory.getLogger(PersistentCache.class);
+
+    /** How often marks are committed to the journal while fetches land. */
+    public static final Duration DEFAULT_COMMIT_INTERVAL = Duration.ofMillis(200);
 
     private static final byte[] MAGIC = "LBPMAP02".getBytes(StandardCharsets.US_ASCII);
     /** Maps saved before versions were kept: no version to check, so never trusted. */
@@ -63,12 +72,30 @@ public final class PersistentCache {
         private final long restoredBytes;
         private final String discarded;
         private final CountDownLatch released;
+        private final PresenceJournal journal;
+        private final long droppedBytes;
 
-        Opened(SparseCache cache, long restoredBytes, String discarded, CountDownLatch released) {
+        Opened(SparseCache cache, long restoredBytes, String discarded, CountDownLatch released,
+               PresenceJournal journal, long droppedBytes) {
             this.cache = cache;
             this.restoredBytes = restoredBytes;
             this.discarded = discarded;
             this.released = released;
+            this.journal = journal;
+            this.droppedBytes = droppedBytes;
+        }
+
+        /**
+         * Bytes known durable: granules committed to the journal with their bytes, which a restart
+         * after a crash now keeps. At most the bytes present; behind them by up to a commit interval.
+         */
+        public long durableBytes() {
+            return Math.min(cache.size(), journal.durableGranules() * cache.granularity());
+        }
+
+        /** Bytes of the journal's tail that a crash had torn, found and ignored at this open. */
+        public long droppedJournalBytes() {
+            return droppedBytes;
         }
 
         /** The cache, owned by the caller (or by the chunker it is given to): closing it saves the map. */
@@ -76,20 +103,20 @@ public final class PersistentCache {
             return cache;
         }
 
-        /** Bytes marked present from the saved map (0 when nothing was trusted). */
+        /** Bytes marked present from earlier runs (0 when nothing was trusted). */
         public long restoredBytes() {
             return restoredBytes;
         }
 
-        /** Why a saved map was not trusted, or null (none found, or it was trusted). */
+        /** Why a saved journal (or map) was not trusted, or null (none found, or it was trusted). */
         public String discarded() {
             return discarded;
         }
 
         /**
-         * Waits until the closed cache is freed: its map saved (unless it failed) and its lock
-         * released. A close returns at once, but fetches still writing hold the cache until they
-         * end (see {@link SparseCache#retain()}), and the map is saved by the last of them.
+         * Waits until the closed cache is freed: its journal committed (unless it failed) and its
+         * lock released. A close returns at once, but fetches still writing hold the cache until
+         * they end (see {@link SparseCache#retain()}), and the last of them commits.
          *
          * @return false if that did not happen within {@code limit}
          */
@@ -120,19 +147,42 @@ public final class PersistentCache {
     }
 
     /**
-     * Opens (creating if need be) the persistent cache of {@code identity} in {@code dir}. A map
-     * saved for another {@code version} (null: the store tells none) is discarded.
+     * Opens (creating if need be) the persistent cache of {@code identity} in {@code dir}. A journal
+     * written for another {@code version} (null: the store tells none) is discarded.
      *
      * @throws IOException if another open holds it (in this process or another), or the files
      *                     cannot be created, read or mapped
      */
     public static Opened open(Path dir, String identity, String version, long size, int blockSize,
                               long granularity) throws IOException {
+        return open(dir, identity, version, size, blockSize, granularity, false, DEFAULT_COMMIT_INTERVAL);
+    }
+
+    /**
+     * Opens (creating if need be) a kept copy-on-write overlay's cache: granularity = block, the
+     * presence is the written blocks. Its bytes are a user's writes, so a journal that does not
+     * match (another image, version or size, a corrupt header) is an error naming why, never
+     * silently discarded; a tail torn by a crash is (those writes were never flushed).
+     */
+    public static Opened openOverlay(Path dir, String identity, String version, long size, int blockSize)
+            throws IOException {
+        return open(dir, identity, version, size, blockSize, blockSize, true, DEFAULT_COMMIT_INTERVAL);
+    }
+
+    /** {@link #open(Path, String, String, long, int, long)} with another commit interval (tests, benchmarks). */
+    public static Opened open(Path dir, String identity, String version, long size, int blockSize,
+                              long granularity, Duration commitInterval) throws IOException {
+        return open(dir, identity, version, size, blockSize, granularity, false, commitInterval);
+    }
+
+    private static Opened open(Path dir, String identity, String version, long size, int blockSize,
+                               long granularity, boolean keepWrites, Duration commitInterval) throws IOException {
         SparseCache.checkGeometry(size, blockSize, granularity);
         Files.createDirectories(dir);
         String key = key(identity);
         Path data = dir.resolve(key + ".cache");
         Path map = dir.resolve(key + ".presence");
+        Path journalFile = dir.resolve(key + ".journal");
         Path lockFile = dir.resolve(key + ".lock");
         FileChannel lockChannel = FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
         FileLock lock;
@@ -155,21 +205,37 @@ public final class PersistentCache {
         try {
             long granules = SparseCache.granules(size, granularity);
             Files.deleteIfExists(tmpOf(map));
+            Files.deleteIfExists(PresenceJournal.tmpOf(journalFile));
+            PresenceJournal.Header header = new PresenceJournal.Header(identity, version, size, blockSize, granularity);
             PresenceBitmap presence = null;
             String discarded = null;
-            byte[] saved = consume(map, dir);
+            long dropped = 0;
+            byte[] saved = readIfExists(map);
+            boolean hadJournal = Files.exists(journalFile);
             if (saved != null) {
+                // An earlier lazyblock's clean close, newer than any journal beside it.
                 try {
                     presence = parse(saved, identity, version, size, blockSize, granularity, granules);
                 } catch (IOException e) {
                     discarded = e.getMessage();
                 }
+            } else {
+                PresenceJournal.Replay r = PresenceJournal.replay(journalFile, header, granules);
+                if (r != null) {
+                    presence = r.presence();
+                    discarded = r.discarded();
+                    dropped = r.droppedBytes();
+                }
             }
             fd = Libc.open(data.toString(), Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0600);
             long found = Libc.fstat(fd).size();
             if (presence != null && found != size) {
-                discarded = "the cache file has " + found + " bytes, the map was saved for " + size;
+                discarded = "the cache file has " + found + " bytes, the journal was written for " + size;
                 presence = null;
+            }
+            if (keepWrites && discarded != null) {
+                throw new IOException("overlay " + data + " of " + identity + " cannot be reopened: " + discarded
+                        + "; its writes are kept as they are: move " + dir + " away to start a new overlay");
             }
             if (presence == null) {
                 // Nothing in the file is vouched for: give its blocks back, then size it sparse.
@@ -177,22 +243,35 @@ public final class PersistentCache {
                 Libc.ftruncate(fd, size);
             }
             if (discarded != null) {
-                log.warn("cache {} of {}: discarding its saved presence map: {}", data, identity, discarded);
-            } else if (saved == null && found > 0) {
-                log.info("cache {} of {}: no saved presence map (the last run did not close it cleanly): "
-                        + "starting empty", data, identity);
+                log.warn("cache {} of {}: discarding its saved presence: {}", data, identity, discarded);
+            } else if (saved == null && !hadJournal && found > 0) {
+                log.info("cache {} of {}: a cache file without a journal: starting empty", data, identity);
+            }
+            if (dropped > 0) {
+                log.info("cache {} of {}: {} bytes at the journal's end were torn by a crash and are ignored "
+                        + "(their chunks are fetched again)", data, identity, dropped);
             }
             long restored = presence == null ? 0 : Math.min(size, presence.cardinality() * granularity);
-            if (presence != null) {
-                log.info("cache {} of {}: {} of {} bytes present from an earlier run", data, identity, restored, size);
+            if (restored > 0) {
+                log.info("cache {} of {}: {} of {} bytes present from earlier runs", data, identity, restored, size);
+            }
+            if (presence == null) {
+                presence = new PresenceBitmap(granules);
+            }
+            // Durable before anything is served: the journal now describes exactly what is trusted.
+            PresenceJournal journal = PresenceJournal.create(journalFile, header, presence, commitInterval,
+                    data.getFileName().toString());
+            journal.attach(fd);
+            if (saved != null) {
+                Files.delete(map);
+                PresenceJournal.fsyncDirectory(dir);
             }
             int owned = fd;
             fd = -1; // adopt owns it now, and closes it if mapping fails
             CountDownLatch released = new CountDownLatch(1);
             SparseCache cache = SparseCache.adopt(data.toString(), owned, size, blockSize, granularity,
-                    presence, new Saver(identity, version, size, blockSize, granularity, map, dir, lockChannel,
-                            released));
-            return new Opened(cache, restored, discarded, released);
+                    presence, new Journaled(identity, journal, lockChannel, released));
+            return new Opened(cache, restored, discarded, released, journal, dropped);
         } catch (IOException | RuntimeException e) {
             if (fd >= 0) {
                 try {
@@ -210,21 +289,12 @@ public final class PersistentCache {
         return map.resolveSibling(map.getFileName() + ".tmp");
     }
 
-    /**
-     * Reads and deletes the saved map, the deletion made durable before anything is served: if
-     * this run crashes, the next one must not find a map describing bytes this run may have
-     * changed since.
-     */
-    private static byte[] consume(Path map, Path dir) throws IOException {
-        byte[] bytes;
+    private static byte[] readIfExists(Path map) throws IOException {
         try {
-            bytes = Files.readAllBytes(map);
+            return Files.readAllBytes(map);
         } catch (NoSuchFileException e) {
             return null;
         }
-        Files.delete(map);
-        fsyncDirectory(dir);
-        return bytes;
     }
 
     private static PresenceBitmap parse(byte[] saved, String identity, String version, long size, int blockSize,
@@ -296,75 +366,29 @@ public final class PersistentCache {
         return version == null ? "no version" : "version '" + version + "'";
     }
 
-    private static byte[] serialize(String identity, String version, long size, int blockSize, long granularity,
-                                    PresenceBitmap p) {
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        try (DataOutputStream out = new DataOutputStream(buf)) {
-            out.write(MAGIC);
-            byte[] id = identity.getBytes(StandardCharsets.UTF_8);
-            out.writeInt(id.length);
-            out.write(id);
-            if (version == null) {
-                out.writeInt(-1);
-            } else {
-                byte[] v = version.getBytes(StandardCharsets.UTF_8);
-                out.writeInt(v.length);
-                out.write(v);
-            }
-            out.writeLong(size);
-            out.writeInt(blockSize);
-            out.writeLong(granularity);
-            ByteArrayOutputStream runs = new ByteArrayOutputStream();
-            DataOutputStream r = new DataOutputStream(runs);
-            long count = 0;
-            for (long g = p.nextSet(0); g >= 0; ) {
-                long end = p.nextClear(g);
-                r.writeLong(g);
-                r.writeLong(end);
-                count++;
-                g = end < p.granules() ? p.nextSet(end) : -1;
-            }
-            out.writeLong(count);
-            runs.writeTo(out);
-        } catch (IOException e) {
-            throw new AssertionError("in-memory streams do not fail", e);
+    /** Journals marks as they come, commits at flush and at the last release; releases the lock whatever happens. */
+    private record Journaled(String identity, PresenceJournal journal, FileChannel lockChannel, CountDownLatch done)
+            implements SparseCache.Persistence {
+        @Override
+        public void marked(long from, long to) {
+            journal.marked(from, to);
         }
-        byte[] body = buf.toByteArray();
-        CRC32C crc = new CRC32C();
-        crc.update(body);
-        return ByteBuffer.allocate(body.length + 4).put(body).putInt((int) crc.getValue()).array();
-    }
 
-    private static void fsyncDirectory(Path dir) throws IOException {
-        try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-            d.force(true);
+        @Override
+        public void flush(int fd) throws IOException {
+            journal.commit(fd, true);
         }
-    }
 
-    /** Saves the map at a clean close; releases the lock whatever happens. */
-    private record Saver(String identity, String version, long size, int blockSize, long granularity, Path map, Path dir,
-                         FileChannel lockChannel, CountDownLatch done) implements SparseCache.Persistence {
         @Override
         public void save(int fd, PresenceBitmap presence) throws IOException {
-            // The bytes first: a map on disk must never describe bytes that are not.
-            Libc.fsync(fd);
-            Path tmp = tmpOf(map);
-            try (FileChannel out = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-                    StandardOpenOption.TRUNCATE_EXISTING)) {
-                ByteBuffer b = ByteBuffer.wrap(serialize(identity, version, size, blockSize, granularity, presence));
-                while (b.hasRemaining()) {
-                    out.write(b);
-                }
-                out.force(true);
-            }
-            try {
-                Files.move(tmp, map, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.deleteIfExists(tmp);
-                throw e;
-            }
-            fsyncDirectory(dir);
-            log.debug("saved the presence map of {} ({} granules present)", identity, presence.cardinality());
+            journal.closeFinal(fd);
+            log.debug("committed the presence journal of {} at close ({} granules present)", identity,
+                    presence.cardinality());
+        }
+
+        @Override
+        public void discard() throws IOException {
+            journal.discard();
         }
 
         @Override

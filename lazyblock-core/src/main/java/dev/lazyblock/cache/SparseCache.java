@@ -85,13 +85,22 @@ public final class SparseCache implements AutoCloseable {
     /** What a persistent cache does at its last release; null for a scratch cache. */
     private final Persistence persistence;
 
-    /** How a persistent cache keeps its presence map across runs (see {@link PersistentCache}). */
+    /** How a persistent cache keeps its presence across runs (see {@link PersistentCache}). */
     interface Persistence {
+        /** Granules {@code [from, to)}, not all present yet, are about to be set (their bytes written). */
+        void marked(long from, long to);
+
+        /** Makes every byte written and every granule marked so far durable. */
+        void flush(int fd) throws IOException;
+
         /**
          * Called once, when the cache is freed, after the mapping is gone and before the descriptor
-         * is closed, unless the cache {@link #failed}: flush the data, then save the map.
+         * is closed, unless the cache {@link #failed}: make what is present durable.
          */
         void save(int fd, PresenceBitmap presence) throws IOException;
+
+        /** Called instead of {@link #save} for a failed cache: nothing it holds may be trusted later. */
+        void discard() throws IOException;
 
         /** Called last, after the descriptor is closed, whatever happened before. */
         void released();
@@ -249,7 +258,40 @@ public final class SparseCache implements AutoCloseable {
         if (off < 0 || off >= size) {
             throw new IndexOutOfBoundsException("offset " + off + " is outside the cache [0, " + size + ")");
         }
-        presence.set(off >>> granuleShift, granuleEnd(clippedEnd(off, len)));
+        long from = off >>> granuleShift;
+        long to = granuleEnd(clippedEnd(off, len));
+        if (persistence != null && !presence.allSet(from, to)) {
+            // Queued before the bits are set: a granule anyone sees present has its mark queued,
+            // so a commit that counted it present before draining has made it durable.
+            persistence.marked(from, to);
+        }
+        presence.set(from, to);
+    }
+
+    /**
+     * Makes every byte written and every granule marked before this call durable: for a kept
+     * cache (see {@link PersistentCache}), an fsync of the file and then of its presence journal;
+     * for a scratch cache nothing (it dies with the process). An NBD FLUSH lands here.
+     *
+     * @throws IOException if the file system cannot make them durable
+     */
+    public void flush() throws IOException {
+        if (persistence == null) {
+            ensureOpen();
+            return;
+        }
+        retain();
+        try {
+            throwIfFailed();
+            persistence.flush(fd);
+        } finally {
+            release();
+        }
+    }
+
+    /** Whether this cache outlives the process (its marks are journaled). */
+    public boolean persistent() {
+        return persistence != null;
     }
 
     // ---------------------------------------------------------------- reads
@@ -624,7 +666,8 @@ public final class SparseCache implements AutoCloseable {
                 if (failure == null) {
                     persistence.save(fd, presence);
                 } else {
-                    log.warn("cache {} failed ({}); its presence map is not saved", name, failure.getMessage());
+                    log.warn("cache {} failed ({}); its presence journal is discarded", name, failure.getMessage());
+                    persistence.discard();
                 }
             }
         } catch (IOException | RuntimeException e) {
@@ -763,13 +806,24 @@ public final class SparseCache implements AutoCloseable {
 
     /** Marks the cache failed with {@code e} unless it already is; returns the failure that stands. */
     private IOException fail(IOException e) {
+        boolean first;
         synchronized (this) {
-            if (failure == null) {
+            first = failure == null;
+            if (first) {
                 failure = e;
                 log.error("{}; reads of this cache fail from now on", e.getMessage());
             }
-            return failure;
         }
+        if (first && persistence != null) {
+            // At once, not at close: a crash before the close must not find a journal vouching
+            // for a file that no longer holds what it says.
+            try {
+                persistence.discard();
+            } catch (IOException | RuntimeException d) {
+                log.warn("discarding the presence journal of {} failed: {}", name, d.toString());
+            }
+        }
+        return failure;
     }
 
     /** Validates a read and returns its length clipped to the size. */

@@ -211,8 +211,11 @@ public final class DiskBudget {
                 String name = p.getFileName().toString();
                 String key = name.substring(0, name.length() - ".cache".length());
                 try {
+                    // The journal is appended while the cache is used: its time is the last use.
+                    Path journal = d.resolve(key + ".journal");
                     Path map = d.resolve(key + ".presence");
-                    long used = Files.getLastModifiedTime(Files.exists(map) ? map : p).toMillis();
+                    Path stamp = Files.exists(journal) ? journal : Files.exists(map) ? map : p;
+                    long used = Files.getLastModifiedTime(stamp).toMillis();
                     out.add(new Kept(d, key, allocated(p), used));
                 } catch (IOException gone) {
                     // removed meanwhile
@@ -247,7 +250,9 @@ public final class DiskBudget {
                 return -1; // open in another process
             }
             try {
-                // The map first: without it, whatever is left of the data is trusted by nobody.
+                // The journal (and an old map) first: without them, whatever is left of the data is
+                // trusted by nobody.
+                Files.deleteIfExists(k.dir().resolve(k.key() + ".journal"));
                 Files.deleteIfExists(k.dir().resolve(k.key() + ".presence"));
                 Files.deleteIfExists(k.dir().resolve(k.key() + ".cache"));
             } finally {

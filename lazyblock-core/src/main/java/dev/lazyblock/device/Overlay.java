@@ -213,6 +213,20 @@ public final class Overlay implements Device {
         return Math.min(len, size - off);
     }
 
+    /**
+     * Makes every write that returned before this call durable, with the record of which blocks
+     * were written (a kept overlay, see {@link dev.lazyblock.cache.PersistentCache#openOverlay});
+     * a scratch overlay has nothing to make durable. NBD FLUSH and FUA land here.
+     */
+    public void flush() throws IOException {
+        cache.flush();
+    }
+
+    /** Whether the writes outlive the process (a kept overlay), so {@link #flush()} does I/O. */
+    public boolean durable() {
+        return cache.persistent();
+    }
+
     /** Closes the overlay's cache; the base stays open (it may be shared). */
     @Override
     public void close() {

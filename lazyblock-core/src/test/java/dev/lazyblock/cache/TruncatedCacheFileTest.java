@@ -122,7 +122,7 @@ class TruncatedCacheFileTest {
     }
 
     @Test
-    void aTruncatedPersistentCacheSavesNoMapAndTheNextRunTrustsNothing() throws Exception {
+    void aTruncatedPersistentCacheKeepsNoJournalAndTheNextRunTrustsNothing() throws Exception {
         Path image = image();
         Path caches = dir.resolve("caches");
         try (SimulatedUpstream up = new SimulatedUpstream(new FileUpstream(image), LatencyModel.NONE)) {
@@ -137,8 +137,8 @@ class TruncatedCacheFileTest {
             }
             assertTrue(opened.awaitReleased(Duration.ofSeconds(60)));
         }
-        assertFalse(Files.exists(caches.resolve(PersistentCache.key("image-t") + ".presence")),
-                "a failed cache saves no map");
+        assertFalse(Files.exists(caches.resolve(PersistentCache.key("image-t") + ".journal")),
+                "a failed cache keeps no journal");
         PersistentCache.Opened next = PersistentCache.open(caches, "image-t", SIZE);
         try (SparseCache c = next.cache()) {
             assertEquals(0, next.restoredBytes());

@@ -521,9 +521,19 @@ final class Connection implements Runnable {
         }
     }
 
-    /** A request that cannot block on a fetch: a READ of bytes already in the cache, or a FLUSH. */
+    /** Forced unit access: the write is durable before its reply (a kept overlay; else a no-op). */
+    private void fua(Request r) throws IOException {
+        if ((r.flags() & CMD_FLAG_FUA) != 0) {
+            export.overlay().flush();
+        }
+    }
+
+    /**
+     * A request that cannot block on a fetch or the disk: a READ of bytes already in the cache, or
+     * a FLUSH of an export with nothing to sync (read-only, or a scratch overlay).
+     */
     private boolean cheap(Request r) {
-        return r.type() == CMD_FLUSH
+        return (r.type() == CMD_FLUSH && !(export.writable() && export.overlay().durable()))
                 || (r.type() == CMD_READ && zeroCopy && ((Chunker) export.device()).cache().isCached(r.offset(), r.length()));
     }
 
@@ -609,17 +619,27 @@ final class Connection implements Runnable {
                 case CMD_WRITE -> {
                     export.overlay().writeAt(MemorySegment.ofBuffer(payload), r.offset());
                     server.stats.bytesWritten.add(r.length());
+                    fua(r);
                     sendSimple(r.cookie(), 0);
                 }
                 case CMD_WRITE_ZEROES -> {
                     export.overlay().writeZeroes(r.offset(), r.length());
+                    fua(r);
                     sendSimple(r.cookie(), 0);
                 }
                 case CMD_TRIM -> {
                     trim(export.overlay(), r.offset(), r.length());
+                    fua(r);
                     sendSimple(r.cookie(), 0);
                 }
-                case CMD_FLUSH -> sendSimple(r.cookie(), 0);
+                case CMD_FLUSH -> {
+                    // Every write replied to before this request was sent, on any connection (we
+                    // advertise multi-conn): the overlay's flush syncs the whole file and journal.
+                    if (export.writable()) {
+                        export.overlay().flush();
+                    }
+                    sendSimple(r.cookie(), 0);
+                }
                 case CMD_CACHE -> {
                     Extents.prefetch(export.device(), r.offset(), r.length());
                     sendSimple(r.cookie(), 0);
