@@ -205,7 +205,7 @@ final class DaemonBenchCommand implements Callable<Integer> {
                 if (reply.status() != 201) {
                     throw new IOException("create " + id + ": " + reply.status() + " " + reply.body());
                 }
-                NbdUnixClient nbd = new NbdUnixClient(state.resolve("sandboxes").resolve(id).resolve("nbd.sock"), id);
+                NbdClient nbd = new NbdClient(state.resolve("sandboxes").resolve(id).resolve("nbd.sock"), id);
                 ByteBuffer buf = ByteBuffer.allocateDirect(64 * 1024);
                 Read first = boot.getFirst();
                 nbd.read(first.off(), buf.clear().limit(first.len()));
@@ -292,7 +292,7 @@ final class DaemonBenchCommand implements Callable<Integer> {
                 if (r.status() != 201) {
                     throw new IOException("create " + id + ": " + r.status() + " " + r.body());
                 }
-                try (NbdUnixClient nbd = new NbdUnixClient(state.resolve("sandboxes").resolve(id).resolve("nbd.sock"),
+                try (NbdClient nbd = new NbdClient(state.resolve("sandboxes").resolve(id).resolve("nbd.sock"),
                         id)) {
                     nbd.read((long) (i % 64) * 4096, buf.clear());
                 }

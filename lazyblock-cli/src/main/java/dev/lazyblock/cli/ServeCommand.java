@@ -1,5 +1,6 @@
 package dev.lazyblock.cli;
 
+import dev.lazyblock.cache.PersistentCache;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkTier;
@@ -84,10 +85,16 @@ final class ServeCommand implements Callable<Integer> {
     String chunker;
 
     @Option(names = "--cache-dir", paramLabel = "DIR",
-            description = "Keep the image's cache in DIR across runs (what `lazyblock warm` fills): a clean stop "
-                    + "saves which bytes are present, the next serve of the same image reads them locally. "
-                    + "Default: scratch files in a new temp directory, unlinked at once, gone at exit.")
+            description = "Keep the image's cache in DIR across runs (what `lazyblock warm` fills): each chunk is "
+                    + "kept once its bytes are on disk, a crash included, and the next serve of the same image reads "
+                    + "them locally. Default: scratch files in a new temp directory, unlinked at once, gone at exit.")
     Path cacheDir;
+
+    @Option(names = "--overlay-dir", paramLabel = "DIR",
+            description = "With --writable: keep the clients' writes in DIR across runs and crashes; NBD FLUSH and FUA "
+                    + "make them durable. The next serve of the same image and export with the same DIR goes on "
+                    + "with them. Default: a scratch overlay, gone at exit.")
+    Path overlayDir;
 
     @Option(names = "--layered", description = "IMAGE is a layered image's header, whatever its name.")
     boolean layered;
@@ -171,6 +178,10 @@ final class ServeCommand implements Callable<Integer> {
             System.err.println("lazyblock serve: --export-layer needs --writable (there is nothing to export otherwise)");
             return 2;
         }
+        if (overlayDir != null && !writable) {
+            System.err.println("lazyblock serve: --overlay-dir needs --writable (a read-only export writes nothing)");
+            return 2;
+        }
         if (exportLayer && !(layered || isHeader(image))) {
             System.err.println("lazyblock serve: --export-layer needs a layered image (a *.header, or --layered): "
                     + "a layer is written over its parent header");
@@ -223,10 +234,25 @@ final class ServeCommand implements Callable<Integer> {
                 device = recorder;
             }
             Overlay overlay = null;
+            PersistentCache.Opened keptOverlay = null;
             NbdExport export;
             if (writable) {
-                overlay = new Overlay(device, SparseCache.create(caches.dir().resolve("overlay-" + UUID.randomUUID() + ".cache"),
-                        device.size(), device.blockSize(), device.blockSize()));
+                SparseCache written;
+                if (overlayDir != null) {
+                    try {
+                        keptOverlay = PersistentCache.openOverlay(overlayDir, overlayIdentity(name, src),
+                                src.version(), device.size(), device.blockSize());
+                    } catch (IOException e) {
+                        System.err.println("lazyblock serve: --overlay-dir: " + e.getMessage());
+                        return 2;
+                    }
+                    written = keptOverlay.cache();
+                    overlayReleased = keptOverlay;
+                } else {
+                    written = SparseCache.create(caches.dir().resolve("overlay-" + UUID.randomUUID() + ".cache"),
+                            device.size(), device.blockSize(), device.blockSize());
+                }
+                overlay = new Overlay(device, written);
                 closeLast.addFirst(overlay);
                 export = NbdExport.writable(name, overlay);
             } else {
@@ -247,7 +273,9 @@ final class ServeCommand implements Callable<Integer> {
             Runtime.getRuntime().addShutdownHook(hook);
 
             out.printf("serving %s: %,d bytes, %s, %s chunker, %s%n", src.description(), device.size(),
-                    writable ? "writable (copy-on-write overlay)" : "read-only", kind.label(), "cache in " + caches.dir()
+                    !writable ? "read-only" : keptOverlay == null ? "writable (copy-on-write overlay)"
+                            : String.format("writable (overlay kept in %s; %,d bytes written by earlier runs)",
+                            overlayDir, keptOverlay.restoredBytes()), kind.label(), "cache in " + caches.dir()
                             + (caches.persistent() ? String.format(" (kept; %,d bytes present from earlier runs)",
                             caches.restoredBytes()) : ""));
             if (!address.getAddress().isLoopbackAddress()) {
@@ -308,6 +336,11 @@ final class ServeCommand implements Callable<Integer> {
                     System.err.println("lazyblock serve: closing " + c + ": " + e);
                 }
             }
+            PersistentCache.Opened kept = overlayReleased;
+            if (kept != null && !kept.awaitReleased(SAVE_TIMEOUT)) {
+                System.err.println("lazyblock serve: writes still running after " + SAVE_TIMEOUT.toSeconds()
+                        + " s; the overlay in " + overlayDir + " keeps what was flushed");
+            }
             if (ownDir) {
                 deleteTree(caches.dir());
             } else if (!caches.awaitSaved(SAVE_TIMEOUT)) {
@@ -325,8 +358,26 @@ final class ServeCommand implements Callable<Integer> {
         }
     }
 
-    /** What serve reads; for a layered image also where its header lives, to export a layer beside it. */
-    record Source(Device device, String description, List<Chunker> chunkers, UpstreamProvider.StoreAndKey layer) {}
+    /** A kept overlay, once open: awaited at stop so its last commit is on disk before exit. */
+    private volatile PersistentCache.Opened overlayReleased;
+
+    /**
+     * What a kept overlay belongs to: the export over the image. Its journal also records the
+     * image's version, so an overlay is never laid over other bytes than those it was written over.
+     */
+    static String overlayIdentity(String exportName, Source src) {
+        return "overlay of export '" + exportName + "' over " + src.identity();
+    }
+
+    /**
+     * What serve reads; for a layered image also where its header lives, to export a layer beside it.
+     *
+     * @param identity what names the image (its store and key)
+     * @param version  what names its bytes (the store's version of the object, a layered image's
+     *                 build id); null if the store tells none
+     */
+    record Source(Device device, String description, List<Chunker> chunkers, UpstreamProvider.StoreAndKey layer,
+                  String identity, String version) {}
 
     static Source open(String image, boolean header, Caches caches, ChunkerKind kind, ChunkerOptions options,
                        List<AutoCloseable> closeLast) throws IOException {
@@ -337,7 +388,8 @@ final class ServeCommand implements Callable<Integer> {
             closeLast.addFirst(li);
             List<Chunker> chunkers = li.chunkers().stream().filter(c -> c != null).toList();
             return new Source(li, "layered image " + li.header().buildId() + " (" + li.header().builds().size()
-                    + " builds, " + li.header().mappings().size() + " mappings) from " + sk.store().name(), chunkers, sk);
+                    + " builds, " + li.header().mappings().size() + " mappings) from " + sk.store().name(), chunkers, sk,
+                    sk.store().name() + "/" + sk.key(), "build " + li.header().buildId());
         }
         Upstream up = Upstreams.open(image);
         closeLast.add(up);
@@ -369,7 +421,7 @@ final class ServeCommand implements Callable<Integer> {
             throw e;
         }
         closeLast.addFirst(c);
-        return new Source(c, description, List.of(c), null);
+        return new Source(c, description, List.of(c), null, up.name(), version);
     }
 
     static boolean isHeader(String image) {
