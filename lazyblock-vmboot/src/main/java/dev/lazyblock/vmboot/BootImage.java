@@ -38,6 +38,10 @@ public record BootImage(Path kernel, Path initrd, Path rootfs, long size, long b
     /** The file the guest writes during boot (its content starts with {@link #GUEST_TEXT}). */
     public static final String GUEST_FILE = "/lazyblock-guest.txt";
     public static final String GUEST_TEXT = "written by the guest during boot";
+    /** With {@code lazyblock.syncloop=N}: the guest prints this, a file's number and its MD5 after each sync. */
+    public static final String SYNCED = "LAZYBLOCK-SYNCED";
+    /** Where the sync loop writes its files ({@code f1} to {@code fN}, 256 KiB each). */
+    public static final String SYNCED_DIR = "/synced";
     /** The initramfs says this when it cannot mount the disk. */
     public static final String MOUNT_FAILED = "lazyblock-initramfs: cannot mount /dev/vda";
 
@@ -66,7 +70,7 @@ public record BootImage(Path kernel, Path initrd, Path rootfs, long size, long b
         want.setProperty("kernel", version);
         want.setProperty("size", Long.toString(imageBytes));
         want.setProperty("bootSet", Long.toString(bootSetBytes));
-        want.setProperty("format", "2");
+        want.setProperty("format", "3");
         if (Files.exists(stamp) && Files.exists(image.initrd) && Files.exists(image.rootfs)) {
             Properties have = new Properties();
             try (InputStream in = Files.newInputStream(stamp)) {
@@ -189,6 +193,20 @@ public record BootImage(Path kernel, Path initrd, Path rootfs, long size, long b
                 #!/bin/busybox sh
                 /bin/busybox mount -t proc proc /proc
                 /bin/busybox cat /usr/share/boot/* > /dev/null
+                # lazyblock.syncloop=N on the kernel's command line: write and sync N files first,
+                # each announced with its checksum once sync (an NBD FLUSH) has returned.
+                n=$(/bin/busybox sed -n 's/.*lazyblock.syncloop=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
+                if [ -n "$n" ]; then
+                    /bin/busybox mkdir -p %s
+                    i=1
+                    while [ $i -le $n ]; do
+                        /bin/busybox dd if=/dev/urandom of=%s/f$i bs=64k count=4 2>/dev/null
+                        /bin/busybox sync
+                        echo "%s $i $(/bin/busybox md5sum %s/f$i | /bin/busybox cut -d' ' -f1)"
+                        /bin/busybox usleep 100000
+                        i=$((i+1))
+                    done
+                fi
                 echo "%s $(/bin/busybox cat /proc/sys/kernel/random/boot_id)" > %s
                 /bin/busybox sync
                 # Read-only before power-off: the journal is checkpointed, so the exported layer holds
@@ -196,7 +214,7 @@ public record BootImage(Path kernel, Path initrd, Path rootfs, long size, long b
                 /bin/busybox mount -o remount,ro /
                 echo %s
                 /bin/busybox poweroff -f
-                """.formatted(GUEST_TEXT, GUEST_FILE, MARKER);
+                """.formatted(SYNCED_DIR, SYNCED_DIR, SYNCED, SYNCED_DIR, GUEST_TEXT, GUEST_FILE, MARKER);
         Files.writeString(stage.resolve("sbin/init"), init);
         stage.resolve("sbin/init").toFile().setExecutable(true, false);
         Files.writeString(stage.resolve("etc/hostname"), "lazyblock-guest\n");

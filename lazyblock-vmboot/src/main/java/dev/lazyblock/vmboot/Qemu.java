@@ -82,13 +82,29 @@ public final class Qemu {
      * returning when the guest powered off, or killing it at {@code timeout}.
      */
     public static Boot boot(BootImage image, String drive, Duration timeout) throws IOException, InterruptedException {
-        Accel a = accel(image);
-        List<String> cmd = base(image, a.name().toLowerCase(java.util.Locale.ROOT), "console=ttyS0 panic=-1 quiet");
-        cmd.addAll(List.of("-drive", drive + ",if=virtio"));
-        return run(cmd, BootImage.MARKER, timeout, false);
+        return boot(image, drive, "", timeout, line -> {});
     }
 
-    private static Boot run(List<String> cmd, String marker, Duration timeout, boolean killAtMarker) throws IOException, InterruptedException {
+    /**
+     * {@link #boot(BootImage, String, Duration)} with {@code append} added to the kernel's command
+     * line (e.g. {@code lazyblock.syncloop=20}), each console line given to {@code onLine} as it comes.
+     */
+    public static Boot boot(BootImage image, String drive, String append, Duration timeout,
+                            java.util.function.Consumer<String> onLine) throws IOException, InterruptedException {
+        Accel a = accel(image);
+        List<String> cmd = base(image, a.name().toLowerCase(java.util.Locale.ROOT),
+                ("console=ttyS0 panic=-1 quiet " + append).strip());
+        cmd.addAll(List.of("-drive", drive + ",if=virtio"));
+        return run(cmd, BootImage.MARKER, timeout, false, onLine);
+    }
+
+    private static Boot run(List<String> cmd, String marker, Duration timeout, boolean killAtMarker)
+            throws IOException, InterruptedException {
+        return run(cmd, marker, timeout, killAtMarker, line -> {});
+    }
+
+    private static Boot run(List<String> cmd, String marker, Duration timeout, boolean killAtMarker,
+                            java.util.function.Consumer<String> onLine) throws IOException, InterruptedException {
         long t0 = System.nanoTime();
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         StringBuilder console = new StringBuilder();
@@ -105,6 +121,7 @@ public final class Qemu {
                         }
                         console.append(line).append('\n');
                     }
+                    onLine.accept(line);
                 }
             } catch (IOException e) {
                 // qemu is gone

@@ -41,15 +41,17 @@ public final class ServeProcess implements AutoCloseable {
     }
 
     /**
-     * Starts {@code lazyblock serve IMAGE args...} on a free loopback port and waits until it
-     * listens; its log goes to {@code log}.
+     * Starts {@code lazyblock serve IMAGE args...} on a free loopback port (unless {@code args}
+     * has a {@code --listen}) and waits until it listens; its log goes to {@code log}.
      */
     public static ServeProcess start(String image, List<String> args, Map<String, String> env, Path log)
             throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", "-jar", jar().toString(),
-                "serve", image,
-                "--listen", "127.0.0.1:0"));
+                "serve", image));
+        if (!args.contains("--listen")) {
+            cmd.addAll(List.of("--listen", "127.0.0.1:0"));
+        }
         cmd.addAll(args);
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.appendTo(log.toFile()));
         pb.environment().putAll(env);
@@ -103,6 +105,15 @@ public final class ServeProcess implements AutoCloseable {
         }
         reader.join(TimeUnit.SECONDS.toMillis(10)); // it ends at EOF, right after the process
         return output();
+    }
+
+    /** {@code kill -9}, and waits (30 s at most) until the process is gone. */
+    public void kill() throws InterruptedException {
+        process.destroyForcibly(); // SIGKILL on Linux
+        if (!process.waitFor(30, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("serve outlived its SIGKILL by 30 s");
+        }
+        reader.join(TimeUnit.SECONDS.toMillis(10));
     }
 
     /** The exit status: 143 after a SIGTERM it handled (the JVM's convention), whatever it printed. */
