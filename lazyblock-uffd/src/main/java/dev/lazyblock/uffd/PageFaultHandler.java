@@ -46,6 +46,11 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
  * error: logged with the page and the cause, and the faulting thread (or, without a thread id,
  * the VMM) gets SIGBUS, never a silent hang. The handler returns when the VMM closes the socket
  * or the userfaultfd.
+ *
+ * <p>Restarts: a VMM keeps its own copy of the userfaultfd, so when its handler dies its faults
+ * wait forever. With {@link #keepIn} the handler gives a duplicate to a {@link UffdHolder} as soon
+ * as the VMM connects; a new handler process then {@link #resume}s it: it wakes every thread whose
+ * fault the dead handler had read but not answered (they fault again) and serves on.
  */
 public final class PageFaultHandler {
     private static final Logger log = LoggerFactory.getLogger(PageFaultHandler.class);
@@ -86,6 +91,18 @@ public final class PageFaultHandler {
     private final LongAdder fromCache = new LongAdder();
 
     private volatile boolean stopping;
+    /** Set when an ioctl says the VMM's process is gone (ESRCH); the loop then ends. */
+    private volatile boolean vmmGone;
+    /**
+     * The holder that keeps a duplicate of the userfaultfd, and the name it is kept under; null
+     * when not kept. Written before serve or resume, read by the event loop thread only.
+     */
+    private Path holder;
+    private String holderName;
+    /** The region list as the VMM sent it, for the holder's state. Event loop thread only. */
+    private String regionsJson;
+    /** Served a userfaultfd taken from a holder: writes before the restart were not seen. */
+    private volatile boolean resumed;
     /** The thread running the event loop; it must never wait on a retry (it drains the events). */
     private volatile Thread loopThread;
     /** The loop's workers, for hand-offs from the loop thread. */
@@ -110,6 +127,19 @@ public final class PageFaultHandler {
         this.trackDirty = trackDirty;
     }
 
+    /**
+     * Keeps a duplicate of the VMM's userfaultfd in the {@link UffdHolder} listening on
+     * {@code holderSocket}, as {@code name}, so that a handler started after this one dies can
+     * {@link #resume} it. Call before {@link #serve}. The holder lets go when the VMM goes away;
+     * a handler stopped with {@link #stop()} leaves it held (a restart on purpose, say an upgrade,
+     * hands over the same way as a crash): {@link UffdHolder#drop} ends it.
+     */
+    public PageFaultHandler keepIn(Path holderSocket, String name) {
+        this.holder = Objects.requireNonNull(holderSocket, "holderSocket");
+        this.holderName = Objects.requireNonNull(name, "name");
+        return this;
+    }
+
     /** The connected VMM's pid (from SO_PEERCRED), or -1 before one connects. */
     public int vmmPid() {
         return vmmPid;
@@ -123,6 +153,10 @@ public final class PageFaultHandler {
     public List<ProcessMemory.Range> dirtyPages() {
         if (!trackDirty) {
             throw new IllegalStateException("dirty tracking is off: construct the handler with trackDirty");
+        }
+        if (resumed) {
+            throw new IllegalStateException("this handler resumed a userfaultfd from a handler that died: "
+                    + "the pages written before the restart are not known, so there is no dirty set to export");
         }
         return dirty.entrySet().stream()
                 .map(e -> new ProcessMemory.Range(e.getKey(), e.getValue().pageSize(),
@@ -190,9 +224,13 @@ public final class PageFaultHandler {
             if (uffd < 0) {
                 throw new IOException("the VMM's first message on " + socketPath + " carried no userfaultfd (SCM_RIGHTS)");
             }
-            List<GuestRegion> regions = GuestRegion.parseAll(new String(hello.bytes(), StandardCharsets.UTF_8));
+            regionsJson = new String(hello.bytes(), StandardCharsets.UTF_8);
+            List<GuestRegion> regions = GuestRegion.parseAll(regionsJson);
             log.info("VMM pid {} connected on {}: {} regions, uffd {}", pid, socketPath, regions.size(), uffd);
-            loop(arena, sock, uffd, pid, regions);
+            deposit(uffd, pid);
+            if (loop(arena, sock, uffd, pid, regions)) {
+                release();
+            }
             return stats();
         } finally {
             if (uffd >= 0) {
@@ -206,19 +244,138 @@ public final class PageFaultHandler {
         }
     }
 
-    private void loop(Arena arena, int sock, int uffd, int pid, List<GuestRegion> regions) throws IOException {
+    /**
+     * Takes back the userfaultfd a dead handler kept in the holder at {@code holderSocket} as
+     * {@code name} (see {@link #keepIn}), and serves its faults until the VMM goes away or
+     * {@link #stop()}. The faults the dead handler had read and not answered are woken and come
+     * again; the ones it never read are still queued. Keeps the descriptor held, for the next
+     * restart.
+     *
+     * @throws IOException when nothing is held as {@code name}, or its VMM is gone (then the
+     *                     holder lets go of it too)
+     */
+    public Stats resume(Path holderSocket, String name) throws IOException {
+        keepIn(holderSocket, name);
+        UffdHolder.Taken taken = UffdHolder.take(holderSocket, name);
+        int uffd = taken.uffd();
+        try (Arena arena = Arena.ofConfined()) {
+            Kept kept = Kept.parse(taken.state());
+            int pid = kept.pid();
+            if (Sys.kill(pid, 0) == -Sys.ESRCH) {
+                UffdHolder.drop(holderSocket, name);
+                throw new IOException("the VMM (pid " + pid + ") whose userfaultfd was held as '" + name
+                        + "' is gone: nothing to resume");
+            }
+            resumed = true;
+            vmmPid = pid;
+            regionsJson = kept.regionsJson();
+            removed.putAll(kept.removed());
+            List<GuestRegion> regions = GuestRegion.parseAll(regionsJson);
+            for (GuestRegion r : regions) {
+                MemorySegment range = arena.allocate(16, 8);
+                range.set(JAVA_LONG, 0, r.base());
+                range.set(JAVA_LONG, 8, r.size());
+                int rc = Sys.ioctl(uffd, Sys.UFFDIO_WAKE, range);
+                if (rc < 0 && rc != -Sys.ESRCH) {
+                    throw Sys.error("UFFDIO_WAKE of region 0x" + Long.toHexString(r.base()), rc);
+                }
+            }
+            log.info("resumed the userfaultfd of VMM pid {} held as '{}': {} regions, {} removed ranges", pid, name,
+                    regions.size(), kept.removed().size());
+            if (loop(arena, -1, uffd, pid, regions)) {
+                release();
+            }
+            return stats();
+        } finally {
+            Sys.close(uffd);
+        }
+    }
+
+    /**
+     * What the holder keeps beside the descriptor, as text: {@code pid N}, {@code removed} and
+     * start:end pairs, then the region JSON as the VMM sent it.
+     */
+    record Kept(int pid, Map<Long, Long> removed, String regionsJson) {
+        String format() {
+            StringBuilder b = new StringBuilder("pid ").append(pid).append("\nremoved");
+            removed.forEach((s, e) -> b.append(' ').append(s).append(':').append(e));
+            return b.append('\n').append(regionsJson).toString();
+        }
+
+        static Kept parse(String text) throws IOException {
+            String[] lines = text.split("\n", 3);
+            if (lines.length != 3 || !lines[0].startsWith("pid ") || !lines[1].startsWith("removed")) {
+                throw new IOException("held state: expected 'pid N', 'removed [start:end ...]' and the regions, got "
+                        + text.length() + " bytes starting '" + text.substring(0, Math.min(40, text.length())) + "'");
+            }
+            try {
+                Map<Long, Long> removed = new java.util.TreeMap<>();
+                for (String pair : lines[1].substring("removed".length()).trim().split(" ")) {
+                    if (!pair.isEmpty()) {
+                        int colon = pair.indexOf(':');
+                        removed.put(Long.parseLong(pair.substring(0, colon)), Long.parseLong(pair.substring(colon + 1)));
+                    }
+                }
+                return new Kept(Integer.parseInt(lines[0].substring(4).trim()), removed, lines[2]);
+            } catch (RuntimeException e) {
+                throw new IOException("held state: malformed pid or removed range: " + e.getMessage(), e);
+            }
+        }
+    }
+
+    /**
+     * Gives the holder (if any) the userfaultfd and what a successor needs. Failing to is logged,
+     * not fatal: the VM runs on, only a restart of this handler would not be survived.
+     */
+    private void deposit(int uffd, int pid) {
+        if (holder == null) {
+            return;
+        }
+        try {
+            UffdHolder.put(holder, holderName, uffd, new Kept(pid, Map.copyOf(removed), regionsJson).format());
+        } catch (IOException | RuntimeException e) {
+            log.warn("could not keep the userfaultfd of VMM pid {} in the holder at {}: a restart of this handler "
+                    + "would leave the VM's faults waiting: {}", pid, holder, e.toString());
+        }
+    }
+
+    /** The VMM is gone: the holder need not keep its userfaultfd any more. */
+    private void release() {
+        if (holder == null) {
+            return;
+        }
+        try {
+            UffdHolder.drop(holder, holderName);
+        } catch (IOException | RuntimeException e) {
+            log.warn("could not tell the uffd holder at {} that '{}' is gone: {}", holder, holderName, e.toString());
+        }
+    }
+
+    /**
+     * Serves events until the VMM goes away (returns true) or {@link #stop()} (false). Without a
+     * VMM socket ({@code sock} < 0, after a resume) the VMM's exit is seen by probing its pid.
+     */
+    private boolean loop(Arena arena, int sock, int uffd, int pid, List<GuestRegion> regions) throws IOException {
         MemorySegment pfds = arena.allocate(16, 4);
         pfds.set(JAVA_INT, 0, uffd);
         pfds.set(JAVA_SHORT, 4, Sys.POLLIN);
         pfds.set(JAVA_INT, 8, sock);
         pfds.set(JAVA_SHORT, 12, Sys.POLLIN);
+        int nfds = sock >= 0 ? 2 : 1;
         MemorySegment msgs = arena.allocate((long) Sys.UFFD_MSG_SIZE * MAX_MESSAGES, 8);
         MemorySegment zero = arena.allocate(regions.stream().mapToLong(GuestRegion::pageSize).max().orElse(4096), 4096);
         loopThread = Thread.currentThread();
         try (ExecutorService workers = Executors.newVirtualThreadPerTaskExecutor()) {
             this.workers = workers;
             while (!stopping) {
-                int ready = Sys.poll(pfds, 2, 100);
+                if (vmmGone) {
+                    return true;
+                }
+                int ready = Sys.poll(pfds, nfds, 100);
+                if (ready == 0 && sock < 0 && Sys.kill(pid, 0) == -Sys.ESRCH) {
+                    log.info("VMM pid {} has exited", pid);
+                    return true;
+                }
                 if (ready == -Sys.EINTR || ready == 0) {
                     continue;
                 }
@@ -231,25 +388,33 @@ public final class PageFaultHandler {
                     long n = Sys.read(uffd, msgs);
                     if (n == 0) {
                         log.info("userfaultfd closed: the VMM is gone");
-                        return;
+                        return true;
                     }
                     if (n > 0) {
+                        long removesBefore = removes.sum();
                         for (long at = 0; at + Sys.UFFD_MSG_SIZE <= n; at += Sys.UFFD_MSG_SIZE) {
                             event(msgs.asSlice(at, Sys.UFFD_MSG_SIZE), workers, uffd, pid, regions, zero);
+                        }
+                        if (removes.sum() != removesBefore) {
+                            // A successor must zero-fill these ranges too. The kept copy may list
+                            // pages served since (a superset): harmless, as a page served after
+                            // its remove can fault again only after another remove.
+                            deposit(uffd, pid);
                         }
                     } else if (n != -Sys.EAGAIN && n != -Sys.EINTR) {
                         throw Sys.error("read(uffd)", n);
                     }
                 } else if ((uffdEvents & (Sys.POLLERR | Sys.POLLHUP)) != 0) {
                     log.info("userfaultfd hung up: the VMM is gone");
-                    return;
+                    return true;
                 }
-                if ((sockEvents & (Sys.POLLHUP | Sys.POLLERR)) != 0 || (sockEvents & Sys.POLLIN) != 0
-                        && Sys.receive(sock, 4096) == null) {
+                if (sock >= 0 && ((sockEvents & (Sys.POLLHUP | Sys.POLLERR)) != 0 || (sockEvents & Sys.POLLIN) != 0
+                        && Sys.receive(sock, 4096) == null)) {
                     log.info("the VMM closed {}", socketPath);
-                    return;
+                    return true;
                 }
             }
+            return false;
         }
     }
 
@@ -442,7 +607,7 @@ public final class PageFaultHandler {
                     continue;
                 }
                 if (rc == -Sys.ESRCH) {
-                    stopping = true; // the VMM is gone
+                    vmmGone = true;
                     return;
                 }
                 failures.increment();

@@ -68,6 +68,8 @@ final class Sys {
     private static final MethodHandle LISTEN = handle("listen", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
     private static final MethodHandle ACCEPT4 = handle("accept4",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
+    private static final MethodHandle CONNECT = handle("connect", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle SENDMSG = handle("sendmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle RECVMSG = handle("recvmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle READ = handle("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
     private static final MethodHandle CLOSE = handle("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
@@ -123,6 +125,81 @@ final class Sys {
             }
             return fd;
         } catch (IllegalArgumentException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** A connected Unix stream socket (close-on-exec), or -errno. */
+    static int connectUnix(String path) {
+        MemorySegment cell = ERRNO_CELL.get();
+        try (Arena a = Arena.ofConfined()) {
+            int fd = (int) SOCKET.invokeExact(cell, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd < 0) {
+                return (int) result(fd, cell);
+            }
+            byte[] p = path.getBytes(StandardCharsets.UTF_8);
+            if (p.length >= 108) {
+                close(fd);
+                throw new IllegalArgumentException("socket path is " + p.length + " bytes, at most 107 fit: " + path);
+            }
+            MemorySegment addr = a.allocate(110);
+            addr.set(JAVA_SHORT, 0, (short) AF_UNIX);
+            MemorySegment.copy(p, 0, addr, JAVA_BYTE_LAYOUT, 2, p.length);
+            int rc;
+            do {
+                rc = (int) result((int) CONNECT.invokeExact(cell, fd, addr, 2 + p.length + 1), cell);
+            } while (rc == -EINTR);
+            if (rc != 0) {
+                close(fd);
+                return rc;
+            }
+            return fd;
+        } catch (IllegalArgumentException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /**
+     * One sendmsg of {@code bytes}, with {@code fd} as SCM_RIGHTS unless it is negative. A stream
+     * socket may take part of a large message: the rest goes in plain writes (the descriptor
+     * travels with the first byte).
+     */
+    static void send(int sock, byte[] bytes, int fd) throws ErrnoException {
+        MemorySegment cell = ERRNO_CELL.get();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(Math.max(1, bytes.length));
+            MemorySegment.copy(bytes, 0, buf, JAVA_BYTE_LAYOUT, 0, bytes.length);
+            long done = 0;
+            while (done < bytes.length) {
+                MemorySegment iov = a.allocate(16, 8);
+                iov.set(JAVA_LONG, 0, buf.address() + done);
+                iov.set(JAVA_LONG, 8, bytes.length - done);
+                MemorySegment msg = a.allocate(56, 8);
+                msg.set(JAVA_LONG, 16, iov.address());
+                msg.set(JAVA_LONG, 24, 1);
+                if (fd >= 0 && done == 0) {
+                    MemorySegment control = a.allocate(24, 8); // CMSG_SPACE(sizeof(int))
+                    control.set(JAVA_LONG, 0, 20);             // CMSG_LEN(sizeof(int))
+                    control.set(JAVA_INT, 8, SOL_SOCKET);
+                    control.set(JAVA_INT, 12, SCM_RIGHTS);
+                    control.set(JAVA_INT, 16, fd);
+                    msg.set(JAVA_LONG, 32, control.address());
+                    msg.set(JAVA_LONG, 40, control.byteSize());
+                }
+                long n = result((long) SENDMSG.invokeExact(cell, sock, msg, 0x4000 /* MSG_NOSIGNAL */), cell);
+                if (n == -EINTR) {
+                    continue;
+                }
+                if (n < 0) {
+                    throw error("sendmsg", n);
+                }
+                done += n;
+            }
+        } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
             throw new AssertionError(t);
