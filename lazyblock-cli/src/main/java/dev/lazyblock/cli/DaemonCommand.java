@@ -24,7 +24,9 @@ import picocli.CommandLine.Option;
                 "Each sandbox gets its own copy-on-write overlay and NBD export on a Unix",
                 "socket; sandboxes from one template share one cache, so a chunk is fetched",
                 "once for all. Driven by HTTP/JSON on a Unix socket (openapi.yaml in",
-                "lazyblock-daemon), e.g. with `lazyblock sandbox`. Ctrl-C or SIGTERM stops it."},
+                "lazyblock-daemon), e.g. with `lazyblock sandbox`. Ctrl-C or SIGTERM stops it;",
+                "its sandboxes are kept in STATE-DIR, and the next start on it (after a stop or",
+                "a crash) brings them back on the same sockets. Only `sandbox delete` removes one."},
         footer = {"", "Examples:",
                 "  lazyblock daemon --state-dir /var/lib/lazyblock",
                 "  lazyblock sandbox create s3://bucket/tpl/<build>.header --id vm1",
@@ -78,6 +80,12 @@ final class DaemonCommand implements Callable<Integer> {
             description = "With --disk-budget: free space to keep on STATE-DIR's file system (e.g. 10G).")
     String diskFloor;
 
+    @Option(names = "--uffd-holder", paramLabel = "PATH",
+            description = "Keep each sandbox's userfaultfd in the `lazyblock uffd-holder` listening on PATH, so a "
+                    + "restarted daemon serves a running VM's memory faults on (without it, a restart leaves them "
+                    + "waiting).")
+    Path uffdHolder;
+
     /** Counted down once the API answers (for tests). */
     final CountDownLatch started = new CountDownLatch(1);
     private final CountDownLatch stop = new CountDownLatch(1);
@@ -121,7 +129,7 @@ final class DaemonCommand implements Callable<Integer> {
         try {
             parsed = DaemonConfig.defaults(dir).withMaxSandboxes(maxSandboxes).withMaxBuilds(maxBuilds)
                     .withReadsPerSandbox(readsPerSandbox).withChunker(ChunkerKind.parse(chunker))
-                    .withFetchTimeout(Duration.ofSeconds(fetchTimeoutSeconds));
+                    .withFetchTimeout(Duration.ofSeconds(fetchTimeoutSeconds)).withUffdHolder(uffdHolder);
             if (diskBudget != null || diskFloor != null) {
                 parsed = parsed.withDiskBudget(
                         diskBudget == null ? Long.MAX_VALUE : size("--disk-budget", diskBudget),
@@ -161,11 +169,16 @@ final class DaemonCommand implements Callable<Integer> {
             }
             out.println("  lazyblock sandbox --socket " + api.socket() + " create IMAGE");
             out.println("  curl --unix-socket " + api.socket() + " http://lazyblockd/v1/sandboxes");
-            out.println("Ctrl-C or SIGTERM stops the daemon (and every sandbox on it).");
+            int back = daemon.list().size();
+            if (back > 0) {
+                out.println("brought back " + back + " sandboxes kept in " + dir.resolve("sandboxes"));
+            }
+            out.println("Ctrl-C or SIGTERM stops the daemon; its sandboxes are kept for the next start "
+                    + "(`lazyblock sandbox delete ID` removes one).");
             out.flush();
             started.countDown();
             stop.await();
-            out.println("lazyblockd: stopping " + daemon.list().size() + " sandboxes");
+            out.println("lazyblockd: stopping; keeping " + daemon.list().size() + " sandboxes in " + dir.resolve("sandboxes"));
             api.close();
             return 0;
         } finally {

@@ -1,5 +1,6 @@
 package dev.lazyblock.daemon;
 
+import dev.lazyblock.cache.PersistentCache;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.chunker.DiskBudget;
@@ -46,6 +47,12 @@ import org.slf4j.LoggerFactory;
  * images, each with its own overlay and NBD export on a Unix socket, over builds shared through
  * one {@link BuildRegistry}. Everything is bounded by {@link DaemonConfig}; nothing is global, so
  * two daemons (tests) live side by side in one process.
+ *
+ * <p>Restarts: each sandbox's directory keeps its {@link SandboxRecord} and a writable sandbox's
+ * overlay (journaled: NBD FLUSH and FUA make writes durable). A daemon started on the same state
+ * directory, after {@link #close()} or a {@code kill -9}, brings every sandbox back on the same
+ * socket and export name, so an NBD client that reconnects (qemu's {@code reconnect-delay}) goes
+ * on. Only {@link #delete} removes a sandbox.
  */
 public final class Daemon implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Daemon.class);
@@ -120,6 +127,13 @@ public final class Daemon implements AutoCloseable {
     // Guarded by this: one open store per store name, shared by every sandbox (and build) from it.
     private final Map<String, ObjectStore> stores = new HashMap<>();
     private boolean closed; // guarded by this
+    /**
+     * Sandboxes a restart found but could not bring back (their image would not open, say) -> why.
+     * Their directories, and the writes in them, are kept; the id is taken until {@link #delete}.
+     */
+    private final ConcurrentHashMap<String, String> unrestored = new ConcurrentHashMap<>();
+    /** How long a stop waits for an overlay's last writes and journal commit. */
+    static final java.time.Duration SAVE_TIMEOUT = java.time.Duration.ofSeconds(30);
 
     /**
      * @param registry where per-sandbox and host series go (a Prometheus registry for
@@ -135,7 +149,6 @@ public final class Daemon implements AutoCloseable {
         this.registry = registry;
         this.metrics = new HostMetrics(registry == null ? null : new MicrometerMetrics(registry));
         this.sandboxDir = Files.createDirectories(config.stateDir().resolve("sandboxes"));
-        removeLeftovers(sandboxDir);
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withFetchTimeout(config.fetchTimeout());
         this.builds = new BuildRegistry(config.stateDir().resolve("builds"), config.chunker(), options,
                 config.maxBuilds(), config.fetchTimeout());
@@ -154,6 +167,60 @@ public final class Daemon implements AutoCloseable {
                     .register(registry);
             Gauge.builder("lazyblock.daemon.builds", builds, BuildRegistry::open).description("open builds")
                     .register(registry);
+        }
+        restore();
+    }
+
+    /** Brings back the sandboxes an earlier run left in the state directory. */
+    private void restore() throws IOException {
+        List<Path> dirs;
+        try (Stream<Path> st = Files.list(sandboxDir)) {
+            dirs = st.sorted().toList();
+        }
+        int back = 0;
+        for (Path dir : dirs) {
+            String name = dir.getFileName().toString();
+            SandboxRecord kept;
+            try {
+                kept = Files.isDirectory(dir) && ID.matcher(name).matches() ? SandboxRecord.read(dir) : null;
+            } catch (IOException e) {
+                log.error("sandbox {}: {}; its directory is kept (delete the sandbox to drop it)", name, e.getMessage());
+                unrestored.put(name, e.getMessage());
+                continue;
+            }
+            if (kept == null) {
+                log.info("removing {}: a sandbox whose create never returned", dir);
+                deleteTree(dir);
+                continue;
+            }
+            if (!kept.request().id().equals(name)) {
+                String why = dir.resolve(SandboxRecord.FILE) + " names sandbox '" + printable(kept.request().id())
+                        + "', expected '" + name + "'";
+                log.error("{}; its directory is kept", why);
+                unrestored.put(name, why);
+                continue;
+            }
+            synchronized (this) {
+                if (sandboxes.size() + creating.size() >= config.maxSandboxes()) {
+                    String why = "the daemon holds its maximum of " + config.maxSandboxes() + " sandboxes";
+                    log.error("sandbox {} not brought back: {}", name, why);
+                    unrestored.put(name, why);
+                    continue;
+                }
+                creating.add(name);
+            }
+            try {
+                open(kept.request(), kept);
+                back++;
+            } catch (DaemonException e) {
+                log.error("sandbox {} could not be brought back: {}; its directory {} is kept (delete the sandbox "
+                        + "to drop it)", name, e.getMessage(), dir);
+                unrestored.put(name, e.getMessage());
+            }
+        }
+        if (back > 0 || !unrestored.isEmpty()) {
+            log.info("brought back {} sandboxes from {}{}", back, sandboxDir,
+                    unrestored.isEmpty() ? "" : "; " + unrestored.size() + " could not be: " + unrestored.keySet());
         }
     }
 
@@ -183,6 +250,10 @@ public final class Daemon implements AutoCloseable {
             if (closed) {
                 throw new DaemonException(503, "closing", "the daemon is closing");
             }
+            if (unrestored.containsKey(id)) {
+                throw DaemonException.conflict("not_restored", "sandbox '" + id + "' of an earlier run could not be "
+                        + "brought back (" + unrestored.get(id) + "); delete it first");
+            }
             if (sandboxes.containsKey(id) || creating.contains(id)) {
                 throw DaemonException.conflict("duplicate_id", "a sandbox with id '" + id + "' exists (or is being "
                         + "created or deleted)");
@@ -193,11 +264,31 @@ public final class Daemon implements AutoCloseable {
             }
             creating.add(id);
         }
+        return open(new CreateRequest(id, r.image(), layered, writable, exportName, r.memory(), r.trackMemoryWrites()),
+                null);
+    }
+
+    /**
+     * Opens a sandbox and publishes it; its id is in {@link #creating}. {@code kept} is the record
+     * of an earlier run's sandbox being brought back, else null. On failure nothing of a new
+     * sandbox is left; a kept one's directory stays as it was.
+     */
+    private SandboxInfo open(CreateRequest r, SandboxRecord kept) {
+        String id = r.id();
+        String exportName = r.export();
+        boolean writable = r.writable();
+        boolean layered = r.layered();
         List<AutoCloseable> undo = new ArrayList<>();
         Path dir = sandboxDir.resolve(id);
         try {
-            Files.createDirectories(dir);
-            undo.add(() -> deleteTree(dir));
+            if (kept == null) {
+                if (Files.exists(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                    throw DaemonException.conflict("duplicate_id", dir + " exists: a sandbox '" + id
+                            + "' is being deleted, or something else put it there");
+                }
+                Files.createDirectories(dir);
+                undo.add(() -> deleteTree(dir));
+            }
             OpenedImage disk = openImage(r.image(), layered);
             undo.addFirst(disk.device());
             Device image = disk.device();
@@ -215,7 +306,7 @@ public final class Daemon implements AutoCloseable {
                 }
                 memory = new MemoryHandler(id, r.memory(), mem.device(), mem.store(), mem.headerKey(),
                         dir.resolve("uffd.sock"), config.memoryAcceptTimeout(),
-                        Boolean.TRUE.equals(r.trackMemoryWrites()));
+                        Boolean.TRUE.equals(r.trackMemoryWrites()), config.uffdHolder(), kept != null);
                 undo.removeFirst(); // the handler closes the memory image now
                 undo.addFirst(memory);
             }
@@ -224,19 +315,30 @@ public final class Daemon implements AutoCloseable {
             AttributedDevice attributed = new AttributedDevice(id, image, meters, config.readsPerSandbox(),
                     config.readWait());
             Overlay overlay = null;
+            PersistentCache.Opened written = null;
             if (writable) {
-                SparseCache scratch = SparseCache.create(dir.resolve("overlay.cache"), image.size(),
-                        image.blockSize(), image.blockSize());
-                overlay = new Overlay(attributed, scratch);
+                // Kept in the sandbox's directory, journaled: what was flushed survives a crash.
+                // Reopened only over the same image at the same version, else a clear error.
+                written = PersistentCache.openOverlay(dir, "overlay of sandbox '" + id + "' over " + r.image(),
+                        disk.version(), image.size(), image.blockSize());
+                overlay = new Overlay(attributed, written.cache());
                 undo.addFirst(overlay);
                 if (budget != null) {
-                    budget.count(scratch); // counted until it closes; never evicted
+                    budget.count(written.cache()); // counted until it closes; never evicted
                 }
             }
-            Sandbox s = new Sandbox(id, r.image(), dir, image, store, headerKey, buildIds, meters, attributed, overlay,
-                    exportName, timer, config.drainTimeout(), memory);
+            Sandbox s = new Sandbox(id, r, dir, image, store, headerKey, buildIds, meters, attributed, overlay,
+                    timer, config.drainTimeout(), memory,
+                    kept == null ? java.time.Instant.now() : java.time.Instant.parse(kept.created()), written);
+            if (kept != null) {
+                kept.layers().forEach(s::addLayer);
+            }
             s.start();
             undo.addFirst(s::pause);
+            if (kept != null && kept.paused()) {
+                s.pause();
+            }
+            s.record().write(dir);
             // Taken before the sandbox is visible: once published, a delete may close it at once.
             SandboxInfo info = s.info();
             synchronized (this) {
@@ -246,7 +348,12 @@ public final class Daemon implements AutoCloseable {
                 creating.remove(id);
                 sandboxes.put(id, s);
             }
-            log.info("sandbox {} created from {} ({} builds)", id, printable(r.image()), buildIds.size());
+            if (kept == null) {
+                log.info("sandbox {} created from {} ({} builds)", id, printable(r.image()), buildIds.size());
+            } else {
+                log.info("sandbox {} brought back from {} ({} builds{})", id, dir, buildIds.size(), written == null ? ""
+                        : String.format(", overlay of %,d bytes written by earlier runs", written.restoredBytes()));
+            }
             enforceBudget();
             return info;
         } catch (Throwable t) {
@@ -285,8 +392,9 @@ public final class Daemon implements AutoCloseable {
         return new DaemonException(500, "internal", "creating a sandbox from '" + printable(image) + "' failed: " + t, t);
     }
 
+    /** @param version what names the image's bytes (a layered image's build, a raw image's store version), or null */
     private record OpenedImage(Device device, ObjectStore store, String headerKey, List<String> buildIds,
-                               String label) {}
+                               String label, String version) {}
 
     /** A layered image over the shared builds, or a raw image as one shared build. */
     private OpenedImage openImage(String url, boolean layered) throws IOException {
@@ -295,10 +403,12 @@ public final class Daemon implements AutoCloseable {
             LayeredImage li = LayeredImage.open(sk.store(), sk.key(), builds);
             return new OpenedImage(li, sk.store(), sk.key(),
                     li.header().builds().stream().map(b -> b.id().toString()).toList(),
-                    li.header().buildId().toString());
+                    li.header().buildId().toString(), "build " + li.header().buildId());
         }
-        Device lease = builds.openRaw(images.open(url), SparseCache.DEFAULT_BLOCK_SIZE);
-        return new OpenedImage(lease, null, null, List.of(url), printable(url));
+        Upstream raw = images.open(url);
+        String version = raw.version();
+        Device lease = builds.openRaw(raw, SparseCache.DEFAULT_BLOCK_SIZE);
+        return new OpenedImage(lease, null, null, List.of(url), printable(url), version);
     }
 
     private static boolean missing(Throwable t) {
@@ -340,7 +450,23 @@ public final class Daemon implements AutoCloseable {
     public SandboxInfo pause(String id) {
         Sandbox s = sandbox(id);
         s.pause();
+        keep(s);
         return s.info();
+    }
+
+    /** Rewrites the sandbox's record after a change a restart must know of (paused, a layer). */
+    private void keep(Sandbox s) {
+        synchronized (s) {
+            if (s.state() == Sandbox.State.DELETED) {
+                return;
+            }
+            try {
+                s.record().write(s.dir);
+            } catch (IOException e) {
+                log.warn("sandbox {}: could not update {} ({}): a restart brings it back as it was before", s.id,
+                        SandboxRecord.FILE, e.toString());
+            }
+        }
     }
 
     public SandboxInfo resume(String id) {
@@ -350,6 +476,7 @@ public final class Daemon implements AutoCloseable {
         } catch (IOException e) {
             throw new DaemonException(500, "resume_failed", "sandbox " + id + " could not serve again: " + e.getMessage(), e);
         }
+        keep(s);
         return s.info();
     }
 
@@ -370,6 +497,11 @@ public final class Daemon implements AutoCloseable {
             if (s.state() == Sandbox.State.DELETED) {
                 throw DaemonException.notFound("no sandbox '" + id + "'");
             }
+            if (s.memory != null && s.memory.tracksWrites() && s.memory.resumed()) {
+                throw DaemonException.conflict("memory_writes_unknown", "sandbox " + id + "'s memory handler was "
+                        + "taken over after a daemon restart: the pages the guest wrote before it are not known, so "
+                        + "its memory cannot be exported as a layer");
+            }
             s.pause();
             LayerHeader parent = ((LayeredImage) s.opened).header();
             Layer disk;
@@ -379,6 +511,7 @@ public final class Daemon implements AutoCloseable {
                 disk = layer(l, s.store, imageOf(s.image, s.headerKey, l.headerKey()));
                 s.addLayer(disk);
                 log.info("sandbox {} exported disk layer {}", id, l.headerKey());
+                keep(s);
             } catch (IOException e) {
                 throw new DaemonException(502, "export_failed", "exporting sandbox " + id + "'s disk to "
                         + s.store.name() + " failed: " + e.getMessage(), e);
@@ -390,6 +523,7 @@ public final class Daemon implements AutoCloseable {
                     memory = layer(l, s.memory.store, imageOf(s.memory.image, s.memory.headerKey, l.headerKey()));
                     s.addLayer(memory);
                     log.info("sandbox {} exported memory layer {}", id, l.headerKey());
+                    keep(s);
                 } catch (IOException e) {
                     throw new DaemonException(502, "export_failed", "exporting sandbox " + id + "'s memory to "
                             + s.memory.store.name() + " failed (its disk layer " + disk.headerKey() + " was written): "
@@ -421,6 +555,11 @@ public final class Daemon implements AutoCloseable {
         checkId(id);
         Sandbox s;
         synchronized (this) {
+            if (unrestored.remove(id) != null) {
+                deleteTree(sandboxDir.resolve(id)); // under the lock: a create of the id waits for it
+                log.info("sandbox {} (not brought back by the restart) deleted", id);
+                return;
+            }
             s = sandboxes.remove(id);
             if (s == null) {
                 throw DaemonException.notFound("no sandbox '" + id + "'");
@@ -431,6 +570,9 @@ public final class Daemon implements AutoCloseable {
         }
         try {
             s.close();
+            if (s.memory != null) {
+                s.memory.forget();
+            }
             deleteTree(s.dir);
         } finally {
             synchronized (this) {
@@ -468,6 +610,10 @@ public final class Daemon implements AutoCloseable {
 
     private Sandbox sandbox(String id) {
         Sandbox s = sandboxes.get(checkId(id));
+        if (s == null && unrestored.containsKey(id)) {
+            throw DaemonException.conflict("not_restored", "sandbox '" + id + "' of an earlier run could not be brought "
+                    + "back: " + unrestored.get(id) + "; its directory is kept until it is deleted");
+        }
         if (s == null) {
             throw DaemonException.notFound("no sandbox '" + printable(id) + "'");
         }
@@ -482,7 +628,10 @@ public final class Daemon implements AutoCloseable {
         return id;
     }
 
-    /** Deletes every sandbox, then closes the builds and stores. */
+    /**
+     * Closes every sandbox, keeping it (its record and overlay) for the next daemon on this state
+     * directory, then the builds and stores.
+     */
     @Override
     public void close() {
         List<ObjectStore> toClose;
@@ -494,12 +643,27 @@ public final class Daemon implements AutoCloseable {
             toClose = new ArrayList<>(stores.values());
             stores.clear();
         }
+        List<Sandbox> kept = new ArrayList<>();
         for (String id : List.copyOf(sandboxes.keySet())) {
-            try {
-                delete(id);
-            } catch (DaemonException ignored) {
-                // deleted meanwhile
+            Sandbox s = sandboxes.remove(id);
+            if (s != null) {
+                s.close();
+                kept.add(s);
             }
+        }
+        for (Sandbox s : kept) {
+            try {
+                if (s.written != null && !s.written.awaitReleased(SAVE_TIMEOUT)) {
+                    log.warn("sandbox {}: writes still running after {} s; its overlay keeps what was flushed", s.id,
+                            SAVE_TIMEOUT.toSeconds());
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        if (!kept.isEmpty()) {
+            log.info("closed {} sandboxes, kept in {} for the next start", kept.size(), sandboxDir);
         }
         builds.close();
         if (budget != null) {
@@ -513,16 +677,6 @@ public final class Daemon implements AutoCloseable {
             }
         }
         timer.shutdownNow();
-    }
-
-    /** Sandboxes of a previous run cannot be reattached yet: their directories are cleared. */
-    private static void removeLeftovers(Path dir) throws IOException {
-        try (Stream<Path> s = Files.list(dir)) {
-            for (Path p : s.toList()) {
-                log.info("removing {} left by an earlier run", p);
-                deleteTree(p);
-            }
-        }
     }
 
     static void deleteTree(Path p) {

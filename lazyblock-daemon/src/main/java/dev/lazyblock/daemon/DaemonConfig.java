@@ -28,7 +28,7 @@ import java.util.Objects;
  */
 public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int maxStores, int readsPerSandbox,
                            Duration readWait, ChunkerKind chunker, Duration fetchTimeout, Duration drainTimeout,
-                           Duration memoryAcceptTimeout, long diskBudgetBytes, long minFreeBytes) {
+                           Duration memoryAcceptTimeout, long diskBudgetBytes, long minFreeBytes, Path uffdHolder) {
 
     public DaemonConfig {
         Objects.requireNonNull(stateDir, "stateDir");
@@ -49,42 +49,52 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
 
     public static DaemonConfig defaults(Path stateDir) {
         return new DaemonConfig(stateDir, 1024, 256, 64, 64, Duration.ofSeconds(30), ChunkerKind.REQUEST_FIRST,
-                Duration.ofSeconds(60), Duration.ofSeconds(30), Duration.ofMinutes(10), 0, 0);
+                Duration.ofSeconds(60), Duration.ofSeconds(30), Duration.ofMinutes(10), 0, 0, null);
     }
 
     public DaemonConfig withMaxSandboxes(int n) {
         return new DaemonConfig(stateDir, n, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder);
     }
 
     public DaemonConfig withMaxBuilds(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, n, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder);
     }
 
     public DaemonConfig withReadsPerSandbox(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, n, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder);
     }
 
     public DaemonConfig withChunker(ChunkerKind k) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, k,
-                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder);
     }
 
     public DaemonConfig withFetchTimeout(Duration d) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, d,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder);
     }
 
     public DaemonConfig withMemoryAcceptTimeout(Duration d) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
-                fetchTimeout, drainTimeout, d, diskBudgetBytes, minFreeBytes);
+                fetchTimeout, drainTimeout, d, diskBudgetBytes, minFreeBytes, uffdHolder);
     }
 
     public DaemonConfig withDiskBudget(long bytes, long minFree) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
-                fetchTimeout, drainTimeout, memoryAcceptTimeout, bytes, minFree);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, bytes, minFree, uffdHolder);
+    }
+
+    /**
+     * Keeps each sandbox's userfaultfd in the {@code lazyblock uffd-holder} on {@code socket}, so
+     * a daemon that restarts (or crashes) takes it back and a running VM's faults are served on;
+     * null (the default): a restart leaves running VMs' faults waiting.
+     */
+    public DaemonConfig withUffdHolder(Path socket) {
+        return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, socket);
     }
 
     private static void positive(String what, int n) {

@@ -23,8 +23,9 @@ final class Sandbox {
     enum State { RUNNING, PAUSED, DELETED }
 
     final String id;
+    final Daemon.CreateRequest request; // as created: what a restart opens again
     final String image;
-    final Instant created = Instant.now();
+    final Instant created;
     final Path dir;
     final Device opened;          // the LayeredImage or the raw build's lease; closing releases the builds
     final ObjectStore store;      // layered only: where exports go (owned by the daemon)
@@ -33,6 +34,7 @@ final class Sandbox {
     final SandboxMeters meters;
     final AttributedDevice attributed;
     final Overlay overlay;        // null when read-only
+    final dev.lazyblock.cache.PersistentCache.Opened written; // the overlay's kept cache; null when read-only
     final String exportName;
     final MemoryHandler memory;   // null when the sandbox has no memory image
     private final ScheduledExecutorService timer;
@@ -44,12 +46,16 @@ final class Sandbox {
     private NbdServer.Stats served = new NbdServer.Stats(0, 0, 0, 0, 0, 0); // of servers already closed
     private final List<Daemon.Layer> layers = new ArrayList<>();
 
-    Sandbox(String id, String image, Path dir, Device opened, ObjectStore store, String headerKey, List<String> builds,
-            SandboxMeters meters, AttributedDevice attributed, Overlay overlay, String exportName,
-            ScheduledExecutorService timer, java.time.Duration drain, MemoryHandler memory) {
+    Sandbox(String id, Daemon.CreateRequest request, Path dir, Device opened, ObjectStore store, String headerKey,
+            List<String> builds, SandboxMeters meters, AttributedDevice attributed, Overlay overlay,
+            ScheduledExecutorService timer, java.time.Duration drain, MemoryHandler memory, Instant created,
+            dev.lazyblock.cache.PersistentCache.Opened written) {
         this.memory = memory;
         this.id = id;
-        this.image = image;
+        this.request = request;
+        this.image = request.image();
+        this.created = created;
+        this.written = written;
         this.dir = dir;
         this.opened = opened;
         this.store = store;
@@ -58,7 +64,7 @@ final class Sandbox {
         this.meters = meters;
         this.attributed = attributed;
         this.overlay = overlay;
-        this.exportName = exportName;
+        this.exportName = request.export();
         this.timer = timer;
         this.drain = drain;
     }
@@ -99,6 +105,12 @@ final class Sandbox {
 
     synchronized void addLayer(Daemon.Layer l) {
         layers.add(l);
+    }
+
+    /** What a restarted daemon needs to bring this sandbox back as it is now. */
+    synchronized SandboxRecord record() {
+        return new SandboxRecord(SandboxRecord.VERSION, request, created.toString(), state == State.PAUSED,
+                List.copyOf(layers));
     }
 
     /** Closes everything the sandbox holds; idempotent. */

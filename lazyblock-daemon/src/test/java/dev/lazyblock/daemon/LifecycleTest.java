@@ -141,19 +141,22 @@ class LifecycleTest {
     }
 
     @Test
-    void closingTheDaemonClosesEverySandbox() throws Exception {
+    void closingTheDaemonClosesEverySandboxAndKeepsItForTheNextStart() throws Exception {
         DaemonFixture f = new DaemonFixture(tmp, 1 << 20, c -> c);
         f.create("a", f.templateUrl());
         f.create("b", f.templateUrl());
-        f.close();
-        assertFalse(Files.exists(f.root.resolve("state/sandboxes/a")));
+        f.api.close();
+        f.daemon.close();
+        assertTrue(Files.exists(f.root.resolve("state/sandboxes/a/sandbox.json")));
         assertFalse(Files.exists(f.root.resolve("state/api.sock")));
         assertTrue(Tools.run("nbdinfo", "nbd+unix:///a?socket=" + f.root.resolve("state/sandboxes/a/nbd.sock"))
                 .exit() != 0);
-        // A new daemon on the same state directory starts clean and keeps the build's cache.
+        // A new daemon on the same state directory brings them back and keeps the build's cache.
         try (Daemon d = new Daemon(DaemonConfig.defaults(f.root.resolve("state")), null)) {
-            assertEquals(List.of(), d.list());
+            assertEquals(List.of("a", "b"), d.list().stream().map(Daemon.SandboxInfo::id).toList());
             assertTrue(Files.list(f.root.resolve("state/builds")).findAny().isPresent());
+        } finally {
+            f.http.close();
         }
     }
 }

@@ -163,4 +163,83 @@ class SandboxMemoryTest {
             assertEquals(0, f.daemon.builds().stream().mapToInt(BuildRegistry.Info::refs).sum());
         }
     }
+
+    /**
+     * The daemon stops and starts again while a VM runs: the test VMM has faulted its pages,
+     * written some and paused; after the restart it goes on, removes a page (a balloon) and
+     * faults it again: only the new daemon, holding the VM's userfaultfd again, can serve that.
+     */
+    @Test
+    void aRestartedDaemonTakesBackARunningVmsUserfaultfdFromTheHolder() throws Exception {
+        Path vmm = tmp.resolve("fake_vmm");
+        Tools.run("gcc", "-O2", "-Wall", "-pthread", "-o", vmm.toString(),
+                Path.of("../lazyblock-uffd/src/test/c/fake_vmm.c").toAbsolutePath().toString()).ok();
+        Path memory = UpstreamReads.writeRandomFile(tmp, "memory.raw", 9, MEMORY);
+        Path holderSocket = tmp.resolve("holder.sock");
+        dev.lazyblock.uffd.UffdHolder holder = new dev.lazyblock.uffd.UffdHolder(holderSocket);
+        Thread holding = Thread.ofPlatform().name("uffd-holder").start(() -> {
+            try {
+                holder.serve();
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+        Process p = null;
+        try {
+            Await.until(() -> Files.exists(holderSocket), Duration.ofSeconds(30), () -> "the holder listens");
+            DaemonFixture f = new DaemonFixture(tmp, 4 << 20, c -> c.withUffdHolder(holderSocket));
+            DaemonConfig config = f.daemon.config();
+            JsonNode sb = ok(201, f.client.post("/v1/sandboxes", "{\"id\":\"vm\",\"image\":\"" + f.templateUrl()
+                    + "\",\"memory\":\"" + memory + "\"}"));
+            ProcessBuilder pb = new ProcessBuilder(vmm.toString(), sb.get("memory").get("socket").asText(),
+                    memory.toString(), Integer.toString(MEMORY), "4", "200", "5", "-1").redirectErrorStream(true);
+            pb.environment().put("FAKE_VMM_WP", "1"); // pauses after its touches and writes, until a line on stdin
+            p = pb.start();
+            BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream()));
+            CompletableFuture<String> paused = CompletableFuture.supplyAsync(() -> {
+                try {
+                    for (String line; (line = out.readLine()) != null; ) {
+                        if (line.equals("paused")) {
+                            return line;
+                        }
+                    }
+                    return "ended";
+                } catch (IOException e) {
+                    return e.toString();
+                }
+            });
+            assertEquals("paused", paused.get(1, TimeUnit.MINUTES), "the test VMM ran and paused");
+            long before = f.daemon.get("vm").memory().faults();
+            assertEquals(1, holder.size(), "the handler gave the holder the VM's userfaultfd");
+            f.api.close();
+            f.daemon.close();
+            assertEquals(1, holder.size(), "a stopping daemon leaves it held");
+
+            try (Daemon again = new Daemon(config, null)) {
+                Await.until(() -> again.get("vm").memory().state().equals("serving"), Duration.ofSeconds(30),
+                        () -> "the new daemon took the VM over: " + again.get("vm").memory());
+                assertEquals(p.pid(), again.get("vm").memory().vmmPid());
+                p.getOutputStream().write('\n');
+                p.getOutputStream().flush();
+                assertTrue(p.waitFor(1, TimeUnit.MINUTES), "the VM went on after the restart and finished");
+                String said = new String(p.getInputStream().readAllBytes());
+                assertEquals(0, p.exitValue(), said);
+                Await.until(() -> again.get("vm").memory().state().equals("done"), Duration.ofSeconds(30),
+                        () -> "the handler ends when the VMM goes: " + again.get("vm").memory());
+                MemoryHandler.Info info = again.get("vm").memory();
+                assertTrue(info.faults() >= 1 && info.zeroPages() >= 1 && info.failures() == 0,
+                        "the removed page was faulted again and served by the new daemon: " + info);
+                Await.until(() -> holder.size() == 0, Duration.ofSeconds(30), () -> "the holder let go of the VM");
+                System.out.printf("daemon restarted under a running VM: %d faults before, %d after (%d zero pages)%n",
+                        before, info.faults(), info.zeroPages());
+            }
+            f.http.close();
+        } finally {
+            if (p != null && p.isAlive()) {
+                p.destroyForcibly();
+            }
+            holder.close();
+            holding.join(Duration.ofSeconds(10));
+        }
+    }
 }

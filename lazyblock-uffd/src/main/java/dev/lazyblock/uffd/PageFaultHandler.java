@@ -140,6 +140,11 @@ public final class PageFaultHandler {
         return this;
     }
 
+    /** Whether this handler took its userfaultfd from a holder ({@link #resume}) rather than from the VMM. */
+    public boolean resumed() {
+        return resumed;
+    }
+
     /** The connected VMM's pid (from SO_PEERCRED), or -1 before one connects. */
     public int vmmPid() {
         return vmmPid;
@@ -251,8 +256,9 @@ public final class PageFaultHandler {
      * again; the ones it never read are still queued. Keeps the descriptor held, for the next
      * restart.
      *
-     * @throws IOException when nothing is held as {@code name}, or its VMM is gone (then the
-     *                     holder lets go of it too)
+     * @throws UffdHolder.NotHeldException when nothing is held as {@code name}
+     * @throws IOException when its VMM is gone (then the holder lets go of it too), or the holder
+     *                     cannot be reached
      */
     public Stats resume(Path holderSocket, String name) throws IOException {
         keepIn(holderSocket, name);

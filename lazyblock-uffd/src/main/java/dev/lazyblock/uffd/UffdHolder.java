@@ -141,7 +141,7 @@ public final class UffdHolder implements AutoCloseable {
                         case "TAKE" -> {
                             Held h = held.get(name);
                             if (h == null) {
-                                reply = "ERR no userfaultfd is held as '" + name + "'";
+                                reply = NOT_HELD + "'" + name + "'";
                             } else {
                                 reply = "OK\n" + new String(h.state(), StandardCharsets.UTF_8);
                                 replyFd = h.fd(); // sent as a duplicate; the holder keeps its own until DROP
@@ -180,6 +180,16 @@ public final class UffdHolder implements AutoCloseable {
     /** A duplicate of the userfaultfd held as {@code name}, and its state. */
     public record Taken(int uffd, String state) {}
 
+    /** Nothing is held under the name asked for: no handler kept it, or its VMM went away. */
+    public static final class NotHeldException extends IOException {
+        NotHeldException(String message) {
+            super(message);
+        }
+    }
+
+    private static final String NOT_HELD = "ERR no userfaultfd is held as ";
+
+    /** @throws NotHeldException when nothing is held as {@code name} */
     public static Taken take(Path holder, String name) throws IOException {
         Message m = request(holder, "TAKE " + name, -1);
         if (m.fd() < 0) {
@@ -205,6 +215,10 @@ public final class UffdHolder implements AutoCloseable {
             String s = new String(reply.bytes(), StandardCharsets.UTF_8);
             if (!s.startsWith("OK\n")) {
                 reply.closeUnkept();
+                if (s.startsWith(NOT_HELD)) {
+                    throw new NotHeldException("the uffd holder at " + holder + " holds no userfaultfd as "
+                            + s.substring(NOT_HELD.length()));
+                }
                 throw new IOException("the uffd holder at " + holder + " refused "
                         + text.substring(0, Math.max(0, text.indexOf('\n') < 0 ? text.length() : text.indexOf('\n')))
                         + ": " + s);

@@ -153,8 +153,8 @@ class HandlerRestartTest {
             IOException e = assertThrows(IOException.class, () -> h.resume(holderSocket, name));
             assertTrue(e.getMessage().contains("is gone"), e.getMessage());
             assertEquals(before - 1, holder.size(), "the holder dropped it");
-            IOException none = assertThrows(IOException.class, () -> h.resume(holderSocket, name));
-            assertTrue(none.getMessage().contains("no userfaultfd is held as 'gone'"), none.getMessage());
+            IOException none = assertThrows(UffdHolder.NotHeldException.class, () -> h.resume(holderSocket, name));
+            assertTrue(none.getMessage().contains("holds no userfaultfd as 'gone'"), none.getMessage());
         } finally {
             first.destroyForcibly();
             if (guest != null) {
@@ -182,8 +182,8 @@ class HandlerRestartTest {
         } finally {
             Sys.close(sock);
         }
-        IOException e = assertThrows(IOException.class, () -> UffdHolder.take(holderSocket, "nobody"));
-        assertTrue(e.getMessage().contains("no userfaultfd is held as 'nobody'"), e.getMessage());
+        IOException e = assertThrows(UffdHolder.NotHeldException.class, () -> UffdHolder.take(holderSocket, "nobody"));
+        assertTrue(e.getMessage().contains("holds no userfaultfd as 'nobody'"), e.getMessage());
     }
 
     private static String raw(String request) throws IOException {
