@@ -155,7 +155,7 @@ public final class PersistentCache {
      */
     public static Opened open(Path dir, String identity, String version, long size, int blockSize,
                               long granularity) throws IOException {
-        return open(dir, identity, version, size, blockSize, granularity, false, DEFAULT_COMMIT_INTERVAL);
+        return open(dir, identity, version, size, blockSize, granularity, false, DEFAULT_COMMIT_INTERVAL, null);
     }
 
     /**
@@ -166,17 +166,38 @@ public final class PersistentCache {
      */
     public static Opened openOverlay(Path dir, String identity, String version, long size, int blockSize)
             throws IOException {
-        return open(dir, identity, version, size, blockSize, blockSize, true, DEFAULT_COMMIT_INTERVAL);
+        return openOverlay(dir, identity, version, size, blockSize, null);
+    }
+
+    /**
+     * What must be durable before a cache vouches for its first bytes, beside the cache's own
+     * files: a caller's record of what the cache is for, say.
+     */
+    @FunctionalInterface
+    public interface Barrier {
+        void run() throws IOException;
+    }
+
+    /**
+     * {@link #openOverlay(Path, String, String, long, int)}, running {@code beforeFirstCommit} once
+     * before the first flush (or commit) makes anything durable. A new overlay's files are synced
+     * then too, not at open: opening one costs no fsync.
+     */
+    public static Opened openOverlay(Path dir, String identity, String version, long size, int blockSize,
+                                     Barrier beforeFirstCommit) throws IOException {
+        return open(dir, identity, version, size, blockSize, blockSize, true, DEFAULT_COMMIT_INTERVAL,
+                beforeFirstCommit);
     }
 
     /** {@link #open(Path, String, String, long, int, long)} with another commit interval (tests, benchmarks). */
     public static Opened open(Path dir, String identity, String version, long size, int blockSize,
                               long granularity, Duration commitInterval) throws IOException {
-        return open(dir, identity, version, size, blockSize, granularity, false, commitInterval);
+        return open(dir, identity, version, size, blockSize, granularity, false, commitInterval, null);
     }
 
     private static Opened open(Path dir, String identity, String version, long size, int blockSize,
-                               long granularity, boolean keepWrites, Duration commitInterval) throws IOException {
+                               long granularity, boolean keepWrites, Duration commitInterval,
+                               Barrier beforeFirstCommit) throws IOException {
         SparseCache.checkGeometry(size, blockSize, granularity);
         Files.createDirectories(dir);
         String key = key(identity);
@@ -259,8 +280,10 @@ public final class PersistentCache {
                 presence = new PresenceBitmap(granules);
             }
             // Durable before anything is served: the journal now describes exactly what is trusted.
+            // A fresh one (no journal or map was there) vouches for nothing yet: synced at its
+            // first commit instead.
             PresenceJournal journal = PresenceJournal.create(journalFile, header, presence, commitInterval,
-                    data.getFileName().toString());
+                    data.getFileName().toString(), saved == null && !hadJournal, beforeFirstCommit);
             journal.attach(fd);
             if (saved != null) {
                 Files.delete(map);

@@ -98,6 +98,14 @@ final class PresenceJournal {
      */
     private volatile long durableGranules;
     private final PresenceBitmap presence;
+    /**
+     * False while a brand-new journal's header and name are not yet synced: a new, empty cache
+     * vouches for nothing, so nothing is lost if a crash takes its journal, and opening it costs
+     * no fsync. The first commit that makes anything durable syncs them (and runs
+     * {@link #beforeFirstCommit}) before it returns. Guarded by commitLock.
+     */
+    private boolean entryDurable = true;
+    private PersistentCache.Barrier beforeFirstCommit;
 
     private PresenceJournal(Path file, Header header, PresenceBitmap presence, Duration interval, String name) {
         this.file = file;
@@ -236,10 +244,28 @@ final class PresenceJournal {
      */
     static PresenceJournal create(Path file, Header header, PresenceBitmap presence, Duration interval, String name)
             throws IOException {
+        return create(file, header, presence, interval, name, false, null);
+    }
+
+    /**
+     * @param fresh             no journal (nor map) existed: the new one may be synced lazily, at
+     *                          its first commit, since it vouches for nothing until then and no
+     *                          older journal it replaces could be found again after a crash
+     * @param beforeFirstCommit run once, by the first commit that makes anything durable, before
+     *                          that commit returns (a caller's own metadata to sync), or null
+     */
+    static PresenceJournal create(Path file, Header header, PresenceBitmap presence, Duration interval, String name,
+                                  boolean fresh, PersistentCache.Barrier beforeFirstCommit) throws IOException {
         PresenceJournal j = new PresenceJournal(file, header, presence, interval, name);
         j.commitLock.lock();
         try {
-            j.rewrite(presence);
+            j.beforeFirstCommit = beforeFirstCommit;
+            j.entryDurable = !(fresh && presence.cardinality() == 0);
+            j.rewrite(presence, j.entryDurable);
+            if (j.entryDurable && beforeFirstCommit != null) {
+                beforeFirstCommit.run();
+                j.beforeFirstCommit = null;
+            }
             j.durableGranules = presence.cardinality();
         } finally {
             j.commitLock.unlock();
@@ -249,6 +275,11 @@ final class PresenceJournal {
 
     /** Under commitLock: replaces the journal by header + the runs of {@code snapshot}. */
     private void rewrite(PresenceBitmap snapshot) throws IOException {
+        rewrite(snapshot, true);
+    }
+
+    /** {@code sync} false only for a fresh empty journal: see {@link #entryDurable}. */
+    private void rewrite(PresenceBitmap snapshot, boolean sync) throws IOException {
         long newSalt = ThreadLocalRandom.current().nextLong();
         Path tmp = tmpOf(file);
         long runs = 0;
@@ -268,10 +299,14 @@ final class PresenceJournal {
                 g = end < snapshot.granules() ? snapshot.nextSet(end) : -1;
             }
             writeFully(ch, buf.flip());
-            ch.force(true);
+            if (sync) {
+                ch.force(true);
+            }
         }
         Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        fsyncDirectory(dir);
+        if (sync) {
+            fsyncDirectory(dir);
+        }
         FileChannel previous = out;
         out = FileChannel.open(file, StandardOpenOption.WRITE, StandardOpenOption.APPEND);
         if (previous != null) {
@@ -451,8 +486,8 @@ final class PresenceJournal {
             } finally {
                 lock.unlock();
             }
-            if (n == 0 && !syncData) {
-                return;
+            if (n == 0 && (!syncData || !entryDurable && presence.cardinality() == 0)) {
+                return; // nothing to make durable (a fresh cache nothing was written to vouches for nothing)
             }
             if (data < 0) {
                 throw new IOException("the cache of " + name + " has no open file to sync");
@@ -478,6 +513,17 @@ final class PresenceJournal {
                     out.force(false);
                     appended += n / 2;
                 }
+            }
+            if (!entryDurable) {
+                // The first commit of a fresh journal: its header (written unsynced) and its name
+                // must be on disk before this commit vouches for anything.
+                out.force(false);
+                fsyncDirectory(dir);
+                if (beforeFirstCommit != null) {
+                    beforeFirstCommit.run();
+                    beforeFirstCommit = null;
+                }
+                entryDurable = true;
             }
             durableGranules = Math.max(durableGranules, before);
         } finally {

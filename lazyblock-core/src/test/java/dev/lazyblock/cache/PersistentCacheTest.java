@@ -262,6 +262,47 @@ class PersistentCacheTest {
     }
 
     @Test
+    void aNewOverlaysBarrierRunsOnceBeforeItsFirstFlushReturnsAndAFailedOneFailsTheFlush() throws Exception {
+        Path state = dir.resolve("barrier");
+        java.util.concurrent.atomic.AtomicInteger runs = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicBoolean fail = new java.util.concurrent.atomic.AtomicBoolean(true);
+        PersistentCache.Opened opened = PersistentCache.openOverlay(state, "overlay of sandbox x", "build-1", 1 << 20,
+                4096, () -> {
+                    runs.incrementAndGet();
+                    if (fail.get()) {
+                        throw new IOException("injected: the record could not be synced");
+                    }
+                });
+        try (SparseCache c = opened.cache()) {
+            c.flush();
+            assertEquals(0, runs.get(), "nothing written: nothing to vouch for, no barrier");
+            c.writeAt(new byte[4096], 0, 4096, 8192);
+            c.setIsCached(8192, 4096);
+            IOException e = assertThrows(IOException.class, c::flush);
+            assertTrue(e.getMessage().contains("injected"), e.getMessage());
+            assertEquals(0, opened.durableBytes(), "a flush whose barrier failed vouches for nothing");
+            fail.set(false);
+            c.flush();
+            assertEquals(4096, opened.durableBytes());
+            c.writeAt(new byte[4096], 0, 4096, 0);
+            c.setIsCached(0, 4096);
+            c.flush();
+            assertEquals(2, runs.get(), "run until it succeeded once, then never again");
+        }
+        // Reopened, the journal vouches for its blocks at once: its barrier runs at open, once.
+        PersistentCache.Opened again = PersistentCache.openOverlay(state, "overlay of sandbox x", "build-1", 1 << 20,
+                4096, () -> runs.addAndGet(100));
+        assertEquals(102, runs.get());
+        try (SparseCache c = again.cache()) {
+            assertEquals(8192, again.restoredBytes());
+            c.writeAt(new byte[4096], 0, 4096, 12288);
+            c.setIsCached(12288, 4096);
+            c.flush();
+        }
+        assertEquals(102, runs.get());
+    }
+
+    @Test
     void aFlushMakesMarksDurableAtOnce() throws Exception {
         Path caches = dir.resolve("caches");
         PersistentCache.Opened opened = PersistentCache.open(caches, "image-f", null, 1 << 20, 4096, 4096,

@@ -319,8 +319,10 @@ public final class Daemon implements AutoCloseable {
             if (writable) {
                 // Kept in the sandbox's directory, journaled: what was flushed survives a crash.
                 // Reopened only over the same image at the same version, else a clear error.
+                // Its first flush also makes the sandbox's record durable (written unsynced below),
+                // so a create costs no fsync and a flushed write never outlives its record.
                 written = PersistentCache.openOverlay(dir, "overlay of sandbox '" + id + "' over " + r.image(),
-                        disk.version(), image.size(), image.blockSize());
+                        disk.version(), image.size(), image.blockSize(), () -> SandboxRecord.sync(dir));
                 overlay = new Overlay(attributed, written.cache());
                 undo.addFirst(overlay);
                 if (budget != null) {
@@ -332,13 +334,15 @@ public final class Daemon implements AutoCloseable {
                     kept == null ? java.time.Instant.now() : java.time.Instant.parse(kept.created()), written);
             if (kept != null) {
                 kept.layers().forEach(s::addLayer);
+            } else {
+                // Before the export starts: the overlay's first flush syncs this file.
+                new SandboxRecord(SandboxRecord.VERSION, r, s.created.toString(), false, List.of()).write(dir, false);
             }
             s.start();
             undo.addFirst(s::pause);
             if (kept != null && kept.paused()) {
                 s.pause();
             }
-            s.record().write(dir);
             // Taken before the sandbox is visible: once published, a delete may close it at once.
             SandboxInfo info = s.info();
             synchronized (this) {

@@ -22,7 +22,9 @@ import java.util.List;
  *
  * <p>Written whole to a temporary file, fsynced, renamed over the old one and the directory
  * fsynced: a crash leaves the old record or the new, never a torn one. A sandbox directory without
- * a record is one whose create never returned, and is removed.
+ * a record is one whose create never returned, and is removed. At create the record is written
+ * without the fsyncs ({@link #write(Path, boolean)}), which a kill does not undo; {@link #sync}
+ * makes it durable against a power cut before the sandbox's overlay first vouches for a write.
  */
 record SandboxRecord(int version, Daemon.CreateRequest request, String created, boolean paused,
                      List<Daemon.Layer> layers) {
@@ -39,6 +41,10 @@ record SandboxRecord(int version, Daemon.CreateRequest request, String created, 
     }
 
     void write(Path dir) throws IOException {
+        write(dir, true);
+    }
+
+    void write(Path dir, boolean durably) throws IOException {
         byte[] bytes = JSON.writeValueAsBytes(this);
         Path tmp = dir.resolve(FILE + ".tmp");
         try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
@@ -47,15 +53,32 @@ record SandboxRecord(int version, Daemon.CreateRequest request, String created, 
             while (b.hasRemaining()) {
                 ch.write(b);
             }
-            ch.force(true);
+            if (durably) {
+                ch.force(true);
+            }
         }
         try {
             Files.move(tmp, dir.resolve(FILE), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         } catch (AtomicMoveNotSupportedException e) {
             throw new IOException("cannot keep " + dir.resolve(FILE) + ": the file system cannot rename atomically", e);
         }
+        if (durably) {
+            forceDirectory(dir); // the rename itself
+        }
+    }
+
+    /** Makes a record written with {@code durably} false durable, with its sandbox directory's name. */
+    static void sync(Path dir) throws IOException {
+        try (FileChannel ch = FileChannel.open(dir.resolve(FILE), StandardOpenOption.READ)) {
+            ch.force(true);
+        }
+        forceDirectory(dir);
+        forceDirectory(dir.getParent());
+    }
+
+    private static void forceDirectory(Path dir) throws IOException {
         try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-            d.force(true); // the rename itself
+            d.force(true);
         }
     }
 
