@@ -12,7 +12,10 @@ import picocli.CommandLine.Parameters;
                 "A handler that dies leaves its VM's faults waiting forever; one started after",
                 "it takes the userfaultfd back from this holder and serves them. Run it as a",
                 "process of its own (it reads no image and fetches nothing). Ctrl-C or SIGTERM",
-                "stops it, closing what it holds."})
+                "stops it, closing what it holds."},
+        footer = {"", "Examples:",
+                "  lazyblock uffd-holder /run/lazyblock/uffd-holder.sock &",
+                "  lazyblock daemon --state-dir /var/lib/lazyblock --uffd-holder /run/lazyblock/uffd-holder.sock"})
 final class UffdHolderCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "SOCKET", description = "The Unix socket to listen on.")
     Path socket;
