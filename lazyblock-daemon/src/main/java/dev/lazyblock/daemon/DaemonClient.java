@@ -80,15 +80,34 @@ public final class DaemonClient {
                 throw new IOException("no lazyblock daemon answers on " + socket + " (" + e.getMessage()
                         + "): start one with `lazyblock daemon --state-dir DIR --socket " + socket + "`", e);
             }
-            write(ch, head.toString().getBytes(StandardCharsets.US_ASCII));
-            write(ch, body);
+            IOException unsent = null;
+            try {
+                write(ch, head.toString().getBytes(StandardCharsets.US_ASCII));
+                write(ch, body);
+            } catch (AsynchronousCloseException e) {
+                throw e;
+            } catch (IOException e) {
+                // The daemon may refuse a request before reading all of it (413 for a body over
+                // its bound) and close: its reply is still there to read.
+                unsent = e;
+            }
             ByteArrayOutputStream reply = new ByteArrayOutputStream();
             ByteBuffer buf = ByteBuffer.allocate(64 * 1024);
-            while (ch.read(buf.clear()) >= 0) {
-                reply.write(buf.array(), 0, buf.position());
-                if (reply.size() > MAX_REPLY) {
-                    throw new IOException("the daemon's reply exceeds " + MAX_REPLY + " bytes");
+            try {
+                while (ch.read(buf.clear()) >= 0) {
+                    reply.write(buf.array(), 0, buf.position());
+                    if (reply.size() > MAX_REPLY) {
+                        throw new IOException("the daemon's reply exceeds " + MAX_REPLY + " bytes");
+                    }
                 }
+            } catch (IOException e) {
+                if (unsent == null || e instanceof AsynchronousCloseException) {
+                    throw e;
+                }
+            }
+            if (unsent != null && reply.size() == 0) {
+                throw new IOException("the daemon on " + socket + " closed the connection while " + method + " " + path
+                        + " was being sent, without a reply: " + unsent.getMessage(), unsent);
             }
             return parse(reply.toByteArray());
         } catch (AsynchronousCloseException e) {
