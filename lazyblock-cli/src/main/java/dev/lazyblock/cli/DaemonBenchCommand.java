@@ -74,6 +74,10 @@ final class DaemonBenchCommand implements Callable<Integer> {
     @Option(names = "--cycles", defaultValue = "1000", description = "Create/read/delete cycles at the end (default ${DEFAULT-VALUE}).")
     int cycles;
 
+    @Option(names = "--fetch-threads", defaultValue = "256",
+            description = "The daemon's host-wide fetch bound (default ${DEFAULT-VALUE}).")
+    int fetchThreads;
+
     @Option(names = "--piece-kib", defaultValue = "64",
             description = "The model's bodies arrive in pieces this large (default ${DEFAULT-VALUE}, a few TCP "
                     + "segments): with 4 KiB pieces the model's own wake-ups, a thousand per chunk, take the "
@@ -188,7 +192,7 @@ final class DaemonBenchCommand implements Callable<Integer> {
         List<Thread> readers = new ArrayList<>();
         Row row;
         try (Daemon daemon = new Daemon(DaemonConfig.defaults(state).withMaxSandboxes(Math.max(n, 1))
-                .withChunker(dev.lazyblock.chunker.ChunkerKind.parse(chunker)), null, images);
+                .withChunker(dev.lazyblock.chunker.ChunkerKind.parse(chunker)).withMaxFetchThreads(fetchThreads), null, images);
              ControlServer api = ControlServer.start(daemon, null, state.resolve("api.sock"), null)) {
             DaemonClient client = new DaemonClient(api.socket(), Duration.ofSeconds(120));
             gc();

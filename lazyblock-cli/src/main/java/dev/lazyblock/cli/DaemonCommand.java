@@ -62,6 +62,11 @@ final class DaemonCommand implements Callable<Integer> {
             description = "Reads of the shared builds one sandbox may have in flight (default ${DEFAULT-VALUE}).")
     int readsPerSandbox;
 
+    @Option(names = "--fetch-threads", paramLabel = "N", defaultValue = "256",
+            description = "Fetches from the stores running at once, over every sandbox (default ${DEFAULT-VALUE}); "
+                    + "past it, reads a guest waits on go ahead of read-ahead.")
+    int fetchThreads;
+
     @Option(names = "--chunker", defaultValue = "request-first",
             description = "How misses are fetched: request-first, streaming or full-fetch (default ${DEFAULT-VALUE}).")
     String chunker;
@@ -129,7 +134,8 @@ final class DaemonCommand implements Callable<Integer> {
         try {
             parsed = DaemonConfig.defaults(dir).withMaxSandboxes(maxSandboxes).withMaxBuilds(maxBuilds)
                     .withReadsPerSandbox(readsPerSandbox).withChunker(ChunkerKind.parse(chunker))
-                    .withFetchTimeout(Duration.ofSeconds(fetchTimeoutSeconds)).withUffdHolder(uffdHolder);
+                    .withFetchTimeout(Duration.ofSeconds(fetchTimeoutSeconds)).withUffdHolder(uffdHolder)
+                    .withMaxFetchThreads(fetchThreads);
             if (diskBudget != null || diskFloor != null) {
                 parsed = parsed.withDiskBudget(
                         diskBudget == null ? Long.MAX_VALUE : size("--disk-budget", diskBudget),

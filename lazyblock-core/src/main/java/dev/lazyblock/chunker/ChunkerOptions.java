@@ -9,14 +9,19 @@ import java.time.Duration;
  * @param chunkSize    bytes per remote fetch unit: a power of two, a multiple of the cache's block
  * @param fetchTimeout a fetch that has not completed by then fails every reader waiting on it
  * @param metrics      where reads and fetches are reported
+ * @param fetchThreads where fetches run, and how many at once; null: the process's pool
  */
-public record ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics) {
+public record ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics, FetchThreads fetchThreads) {
     public static final int DEFAULT_CHUNK_SIZE = 4 << 20;
     /** Above any single 4 MiB fetch from a healthy store; the NBD I/O timeout (90 s) stays above it. */
     public static final Duration DEFAULT_FETCH_TIMEOUT = Duration.ofSeconds(60);
 
     public static final ChunkerOptions DEFAULTS =
-            new ChunkerOptions(DEFAULT_CHUNK_SIZE, DEFAULT_FETCH_TIMEOUT, Metrics.NONE);
+            new ChunkerOptions(DEFAULT_CHUNK_SIZE, DEFAULT_FETCH_TIMEOUT, Metrics.NONE, null);
+
+    public ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics) {
+        this(chunkSize, fetchTimeout, metrics, null);
+    }
 
     public ChunkerOptions {
         if (chunkSize <= 0 || Integer.bitCount(chunkSize) != 1) {
@@ -31,14 +36,19 @@ public record ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metri
     }
 
     public ChunkerOptions withMetrics(Metrics m) {
-        return new ChunkerOptions(chunkSize, fetchTimeout, m);
+        return new ChunkerOptions(chunkSize, fetchTimeout, m, fetchThreads);
     }
 
     public ChunkerOptions withFetchTimeout(Duration t) {
-        return new ChunkerOptions(chunkSize, t, metrics);
+        return new ChunkerOptions(chunkSize, t, metrics, fetchThreads);
     }
 
     public ChunkerOptions withChunkSize(int size) {
-        return new ChunkerOptions(size, fetchTimeout, metrics);
+        return new ChunkerOptions(size, fetchTimeout, metrics, fetchThreads);
+    }
+
+    /** Fetches run on {@code pool} (a daemon's own bound) instead of the process's. */
+    public ChunkerOptions withFetchThreads(FetchThreads pool) {
+        return new ChunkerOptions(chunkSize, fetchTimeout, metrics, pool);
     }
 }

@@ -22,16 +22,25 @@ import java.util.concurrent.atomic.LongAdder;
  * ahead). So when the bound is reached, a reader's miss goes ahead of every queued read-ahead,
  * its own sandbox's or another's; running work is never preempted. The argument above holds for
  * both lanes: a submitter publishes to one, a thread out of work looks in both.
+ *
+ * <p>Chunkers share the process's pool ({@code -Dlazyblock.fetchThreads}, 256) unless their
+ * {@link ChunkerOptions#fetchThreads()} name one of their own: a host daemon bounds its fetches
+ * with its own, closed with it. After {@link #close()} a new fetch fails at once.
  */
-final class FetchThreads {
+public final class FetchThreads implements AutoCloseable {
     private final ExecutorService threads;
     private final Semaphore slots;
     private final ConcurrentLinkedQueue<Runnable> urgent = new ConcurrentLinkedQueue<>();
     private final ConcurrentLinkedQueue<Runnable> waiting = new ConcurrentLinkedQueue<>();
     private final LongAdder completed = new LongAdder();
     private final int bound;
+    private volatile boolean closed;
 
-    FetchThreads(int bound, String namePrefix) {
+    /**
+     * @param bound      fetches running at once, at least 1
+     * @param namePrefix the threads' names, numbered
+     */
+    public FetchThreads(int bound, String namePrefix) {
         if (bound < 1) {
             throw new IllegalArgumentException("fetch threads must be at least 1, got " + bound);
         }
@@ -42,12 +51,14 @@ final class FetchThreads {
 
     /** Runs read-ahead work: after every queued demand fetch. */
     void execute(Runnable task) {
+        checkOpen();
         waiting.add(task);
         drain();
     }
 
     /** Runs a demand fetch: before any queued read-ahead. */
     void executeUrgent(Runnable task) {
+        checkOpen();
         urgent.add(task);
         drain();
     }
@@ -83,23 +94,39 @@ final class FetchThreads {
         }
     }
 
-    int bound() {
+    private void checkOpen() {
+        if (closed) {
+            throw new java.util.concurrent.RejectedExecutionException(this + " is closed: no more fetches");
+        }
+    }
+
+    public int bound() {
         return bound;
     }
 
     /** Fetches waiting for a thread. */
-    int waiting() {
+    public int waiting() {
         return urgent.size() + waiting.size();
     }
 
     /** Fetches running now. */
-    int running() {
+    public int running() {
         return bound - slots.availablePermits();
     }
 
-    /** Fetches ended since the process started. */
-    long completed() {
+    /** Fetches ended since the pool was made. */
+    public long completed() {
         return completed.sum();
+    }
+
+    /**
+     * Refuses new fetches; running ones finish, and the threads end as they run out of work.
+     * Fetches still queued are failed by their deadlines. Close after the chunkers using it.
+     */
+    @Override
+    public void close() {
+        closed = true;
+        threads.shutdown();
     }
 
     @Override

@@ -114,10 +114,16 @@ abstract class Session {
                 chunker.cache.release();
             }
         };
-        if (demand) {
-            AbstractChunker.FETCHERS.executeUrgent(task);
-        } else {
-            AbstractChunker.FETCHERS.execute(task);
+        FetchThreads pool = chunker.options.fetchThreads() != null ? chunker.options.fetchThreads()
+                : AbstractChunker.FETCHERS;
+        try {
+            if (demand) {
+                pool.executeUrgent(task);
+            } else {
+                pool.execute(task);
+            }
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            fail(e); // the pool is closed: every waiter gets this at once, none waits for its deadline
         }
     }
 

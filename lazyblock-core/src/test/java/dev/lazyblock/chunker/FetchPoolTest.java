@@ -69,4 +69,46 @@ class FetchPoolTest {
                     "the store answers again, and so does the chunker");
         }
     }
+
+    @Test
+    void aChunkersOwnPoolBoundsItsFetchesAndOnceClosedFailsAMissAtOnce() throws Exception {
+        int chunks = 10;
+        byte[] image = new byte[chunks * CHUNK];
+        new java.util.Random(6).nextBytes(image);
+        TestUpstream up = new TestUpstream(image);
+        up.stall = true;
+        FetchThreads pool = new FetchThreads(3, "own-fetch-");
+        ChunkerOptions options = ChunkerOptions.DEFAULTS.withChunkSize(CHUNK).withFetchTimeout(Duration.ofSeconds(60))
+                .withFetchThreads(pool);
+        try (Chunker c = ChunkerKind.FULL_FETCH.create(up, SparseCache.create(dir.resolve("own"), image.length),
+                options); ExecutorService readers = Executors.newVirtualThreadPerTaskExecutor()) {
+            List<Future<byte[]>> reads = new ArrayList<>();
+            for (int i = 0; i < chunks - 1; i++) {
+                long off = (long) i * CHUNK;
+                reads.add(readers.submit(() -> {
+                    byte[] b = new byte[4096];
+                    c.readAt(b, 0, b.length, off);
+                    return b;
+                }));
+            }
+            // Once 3 have reached the (stalled) store and 6 wait, no slot can come free: the bound holds
+            // if that is where it stays.
+            Await.until(() -> up.requests.size() == 3 && pool.waiting() == chunks - 1 - 3, Duration.ofSeconds(30),
+                    () -> "3 fetches at the store and the rest waiting: " + pool + ", " + up.requests.size()
+                            + " at the store");
+            assertTrue(pool.running() == 3 && up.requests.size() == 3, pool + ", " + up.requests.size()
+                    + " fetches at the store; the pool's bound is 3");
+            up.unstall();
+            for (int i = 0; i < reads.size(); i++) {
+                assertArrayEquals(Arrays.copyOfRange(image, i * CHUNK, i * CHUNK + 4096),
+                        reads.get(i).get(60, TimeUnit.SECONDS));
+            }
+            pool.close();
+            long t0 = System.nanoTime();
+            Future<?> late = readers.submit(() -> c.readAt(new byte[4096], 0, 4096, (long) (chunks - 1) * CHUNK));
+            ExecutionException e = assertThrows(ExecutionException.class, () -> late.get(30, TimeUnit.SECONDS));
+            assertTrue(String.valueOf(e.getCause()).contains("closed"), "a clear error: " + e.getCause());
+            assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(30), "not after the 60 s fetch deadline");
+        }
+    }
 }

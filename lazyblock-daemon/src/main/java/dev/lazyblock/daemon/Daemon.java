@@ -4,6 +4,7 @@ import dev.lazyblock.cache.PersistentCache;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.chunker.DiskBudget;
+import dev.lazyblock.chunker.FetchThreads;
 import dev.lazyblock.device.Device;
 import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayerHeader;
@@ -86,7 +87,10 @@ public final class Daemon implements AutoCloseable {
     /** Host-wide figures. */
     public record HostInfo(int sandboxes, int maxSandboxes, int builds, int maxBuilds, int stores,
                            long diskUsedBytes, long diskBudgetBytes, long evictedCaches,
-                           CountingMetrics.Snapshot reads) {}
+                           CountingMetrics.Snapshot reads, Fetches fetches) {}
+
+    /** The daemon's fetch pool: its bound, what runs and waits now, what it ran since start. */
+    public record Fetches(int maxThreads, int running, int waiting, long completed) {}
 
     /**
      * How the daemon opens image URLs: through {@link Upstreams} by default; an embedder (or a
@@ -120,6 +124,8 @@ public final class Daemon implements AutoCloseable {
     private final DiskBudget budget; // null without a disk budget
     private final ScheduledExecutorService timer;
     private final Path sandboxDir;
+    /** Every build's fetches run here: the host-wide bound ({@link DaemonConfig#maxFetchThreads}). */
+    private final FetchThreads fetchers;
 
     private final ConcurrentHashMap<String, Sandbox> sandboxes = new ConcurrentHashMap<>();
     // Guarded by this: ids being created (counted against maxSandboxes, refused as duplicates).
@@ -149,7 +155,9 @@ public final class Daemon implements AutoCloseable {
         this.registry = registry;
         this.metrics = new HostMetrics(registry == null ? null : new MicrometerMetrics(registry));
         this.sandboxDir = Files.createDirectories(config.stateDir().resolve("sandboxes"));
-        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withFetchTimeout(config.fetchTimeout());
+        this.fetchers = new FetchThreads(config.maxFetchThreads(), "lazyblockd-fetch-");
+        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withFetchTimeout(config.fetchTimeout())
+                .withFetchThreads(fetchers);
         this.builds = new BuildRegistry(config.stateDir().resolve("builds"), config.chunker(), options,
                 config.maxBuilds(), config.fetchTimeout());
         if (config.diskBudgetBytes() > 0) {
@@ -167,6 +175,10 @@ public final class Daemon implements AutoCloseable {
                     .register(registry);
             Gauge.builder("lazyblock.daemon.builds", builds, BuildRegistry::open).description("open builds")
                     .register(registry);
+            Gauge.builder("lazyblock.daemon.fetches.running", fetchers, FetchThreads::running)
+                    .description("fetches from the stores running now").register(registry);
+            Gauge.builder("lazyblock.daemon.fetches.waiting", fetchers, FetchThreads::waiting)
+                    .description("fetches waiting for one of the daemon's fetch threads").register(registry);
         }
         restore();
     }
@@ -609,7 +621,8 @@ public final class Daemon implements AutoCloseable {
         }
         return new HostInfo(sandboxes.size(), config.maxSandboxes(), builds.open(), config.maxBuilds(), n,
                 budget == null ? -1 : budget.usedBytes(), config.diskBudgetBytes(),
-                budget == null ? 0 : budget.evictedCaches(), metrics.host.snapshot());
+                budget == null ? 0 : budget.evictedCaches(), metrics.host.snapshot(),
+                new Fetches(fetchers.bound(), fetchers.running(), fetchers.waiting(), fetchers.completed()));
     }
 
     private Sandbox sandbox(String id) {
@@ -670,6 +683,7 @@ public final class Daemon implements AutoCloseable {
             log.info("closed {} sandboxes, kept in {} for the next start", kept.size(), sandboxDir);
         }
         builds.close();
+        fetchers.close();
         if (budget != null) {
             budget.close();
         }

@@ -25,10 +25,16 @@ import java.util.Objects;
  *                        together; closed builds' caches are removed LRU to stay under it (open
  *                        ones never are); 0: no budget
  * @param minFreeBytes    free space to keep on the state directory's file system (with a budget)
+ * @param uffdHolder      the {@code lazyblock uffd-holder} socket that keeps VMs' userfaultfds
+ *                        across restarts, or null
+ * @param maxFetchThreads fetches from the stores running at once, host-wide: the daemon's own
+ *                        fetch pool, shared by every build; past it, demand misses wait ahead of
+ *                        read-ahead
  */
 public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int maxStores, int readsPerSandbox,
                            Duration readWait, ChunkerKind chunker, Duration fetchTimeout, Duration drainTimeout,
-                           Duration memoryAcceptTimeout, long diskBudgetBytes, long minFreeBytes, Path uffdHolder) {
+                           Duration memoryAcceptTimeout, long diskBudgetBytes, long minFreeBytes, Path uffdHolder,
+                           int maxFetchThreads) {
 
     public DaemonConfig {
         Objects.requireNonNull(stateDir, "stateDir");
@@ -37,6 +43,7 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
         positive("maxBuilds", maxBuilds);
         positive("maxStores", maxStores);
         positive("readsPerSandbox", readsPerSandbox);
+        positive("maxFetchThreads", maxFetchThreads);
         positive("readWait", readWait);
         positive("fetchTimeout", fetchTimeout);
         positive("drainTimeout", drainTimeout);
@@ -49,42 +56,42 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
 
     public static DaemonConfig defaults(Path stateDir) {
         return new DaemonConfig(stateDir, 1024, 256, 64, 64, Duration.ofSeconds(30), ChunkerKind.REQUEST_FIRST,
-                Duration.ofSeconds(60), Duration.ofSeconds(30), Duration.ofMinutes(10), 0, 0, null);
+                Duration.ofSeconds(60), Duration.ofSeconds(30), Duration.ofMinutes(10), 0, 0, null, 256);
     }
 
     public DaemonConfig withMaxSandboxes(int n) {
         return new DaemonConfig(stateDir, n, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
     }
 
     public DaemonConfig withMaxBuilds(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, n, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
     }
 
     public DaemonConfig withReadsPerSandbox(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, n, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
     }
 
     public DaemonConfig withChunker(ChunkerKind k) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, k,
-                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
     }
 
     public DaemonConfig withFetchTimeout(Duration d) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, d,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
     }
 
     public DaemonConfig withMemoryAcceptTimeout(Duration d) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
-                fetchTimeout, drainTimeout, d, diskBudgetBytes, minFreeBytes, uffdHolder);
+                fetchTimeout, drainTimeout, d, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
     }
 
     public DaemonConfig withDiskBudget(long bytes, long minFree) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
-                fetchTimeout, drainTimeout, memoryAcceptTimeout, bytes, minFree, uffdHolder);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, bytes, minFree, uffdHolder, maxFetchThreads);
     }
 
     /**
@@ -94,7 +101,13 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
      */
     public DaemonConfig withUffdHolder(Path socket) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
-                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, socket);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, socket, maxFetchThreads);
+    }
+
+    /** Fetches from the stores running at once, over every sandbox and build of the daemon (256). */
+    public DaemonConfig withMaxFetchThreads(int n) {
+        return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, n);
     }
 
     private static void positive(String what, int n) {

@@ -127,4 +127,41 @@ class SharedTemplateTest {
             assertArrayEquals(expected, Files.readAllBytes(again), "the paused sandbox resumes with its writes");
         }
     }
+
+    @Test
+    void everySandboxsFetchesRunOnTheDaemonsOwnPoolWithinItsHostWideBound(@TempDir Path tmp) throws Exception {
+        try (DaemonFixture f = new DaemonFixture(tmp, 24 << 20, c -> c.withMaxFetchThreads(1))) {
+            java.util.List<String> uris = new java.util.ArrayList<>();
+            for (String id : java.util.List.of("p1", "p2", "p3")) {
+                uris.add(f.create(id, f.templateUrl()).get("nbdUri").asText());
+            }
+            java.util.concurrent.atomic.AtomicInteger most = new java.util.concurrent.atomic.AtomicInteger();
+            java.util.concurrent.atomic.AtomicBoolean copying = new java.util.concurrent.atomic.AtomicBoolean(true);
+            Thread sampler = Thread.ofPlatform().start(() -> {
+                while (copying.get()) {
+                    most.accumulateAndGet(f.daemon.host().fetches().running(), Math::max);
+                    Thread.onSpinWait();
+                }
+            });
+            java.util.List<Process> copies = new java.util.ArrayList<>();
+            for (int i = 0; i < uris.size(); i++) {
+                copies.add(new ProcessBuilder("nbdcopy", uris.get(i), tmp.resolve("copy-" + i).toString())
+                        .redirectErrorStream(true).start());
+            }
+            for (Process p : copies) {
+                assertTrue(p.waitFor(2, java.util.concurrent.TimeUnit.MINUTES), "nbdcopy finished");
+                assertEquals(0, p.exitValue(), new String(p.getInputStream().readAllBytes()));
+            }
+            copying.set(false);
+            sampler.join();
+            for (int i = 0; i < uris.size(); i++) {
+                assertArrayEquals(f.template, Files.readAllBytes(tmp.resolve("copy-" + i)), "sandbox " + (i + 1));
+            }
+            Daemon.Fetches fetches = f.daemon.host().fetches();
+            assertEquals(1, fetches.maxThreads());
+            assertTrue(fetches.completed() >= 6, "the 24 MiB template's chunks were fetched on the daemon's pool: "
+                    + fetches);
+            assertEquals(1, most.get(), "one fetch at a time, host-wide, seen while three clients copied");
+        }
+    }
 }
