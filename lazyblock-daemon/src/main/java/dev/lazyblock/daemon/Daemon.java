@@ -170,6 +170,11 @@ public final class Daemon implements AutoCloseable {
         // One platform thread for every sandbox's NBD handshake timeouts.
         this.timer = Executors.newSingleThreadScheduledExecutor(
                 Thread.ofPlatform().daemon().name("lazyblockd-timer").factory());
+        if (budget != null) {
+            // Enforcement walks the caches' files (a stat each): cheap, and off the read path.
+            timer.scheduleWithFixedDelay(this::enforceBudget, BUDGET_INTERVAL.toMillis(), BUDGET_INTERVAL.toMillis(),
+                    java.util.concurrent.TimeUnit.MILLISECONDS);
+        }
         if (registry != null) {
             Gauge.builder("lazyblock.daemon.sandboxes", sandboxes, Map::size).description("open sandboxes")
                     .register(registry);
@@ -605,14 +610,23 @@ public final class Daemon implements AutoCloseable {
 
     /**
      * Brings the disk under its budget, closed builds' caches first. Run at each create and delete
-     * (a create may have closed an idle build to make room), not on every chunk written: between
-     * two, the caches of open builds may grow past it, as open caches are never removed anyway.
+     * (a create may have closed an idle build to make room) and every {@link #BUDGET_INTERVAL}
+     * while open caches grow, not on every chunk written: between two runs the caches of open
+     * builds may pass the budget by what they fetch meanwhile (open caches are never removed).
      */
     private void enforceBudget() {
         if (budget != null) {
-            budget.enforce();
+            try {
+                budget.enforce();
+            } catch (RuntimeException e) {
+                log.warn("enforcing the disk budget failed (tried again in {} s): {}", BUDGET_INTERVAL.toSeconds(),
+                        e.toString());
+            }
         }
     }
+
+    /** How often the disk budget is enforced while nothing is created or deleted. */
+    static final java.time.Duration BUDGET_INTERVAL = java.time.Duration.ofSeconds(5);
 
     public HostInfo host() {
         int n;

@@ -6,11 +6,13 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.lazyblock.device.LayerExporter;
+import dev.lazyblock.testing.Await;
 import dev.lazyblock.testing.Tools;
 import dev.lazyblock.testing.UpstreamReads;
 import dev.lazyblock.upstream.DirectoryStore;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -48,9 +50,9 @@ class DiskBudgetTest {
 
             copyAll(f, f.create("a", a), f.template);
             ok(204, f.client.delete("/v1/sandboxes/a"));
-            // The second template's build closes the first (maxBuilds 1); its cache stays: 8 of 12 MiB.
+            // The second template's build closes the first (maxBuilds 1); its cache stays until the
+            // two pass 12 MiB (at the next enforcement: the timer's, or the delete's below).
             copyAll(f, f.create("b", otherHeader), Files.readAllBytes(other));
-            assertEquals(2, cacheFiles(builds));
             ok(204, f.client.delete("/v1/sandboxes/b"));
             // 16 MiB > 12: the closed build's cache goes, the open (idle) one stays.
             assertEquals(1, cacheFiles(builds));
@@ -60,6 +62,36 @@ class DiskBudgetTest {
 
             // The evicted template still serves: fetched again.
             copyAll(f, f.create("a2", a), f.template);
+        }
+    }
+
+    @Test
+    void theBudgetIsEnforcedWhileAnOpenBuildsCacheGrowsNotOnlyAtCreateAndDelete() throws Exception {
+        try (DaemonFixture f = new DaemonFixture(tmp, SIZE, c -> c.withMaxBuilds(1).withDiskBudget(12 << 20, 0))) {
+            Path other = UpstreamReads.writeRandomFile(tmp, "other.raw", 78, SIZE);
+            String otherHeader;
+            try (DirectoryStore ds = new DirectoryStore(Path.of(f.storeDir()))) {
+                otherHeader = Path.of(f.storeDir(), LayerExporter.publishBase(other, 4096, ds, "tpl2").headerKey())
+                        .toString();
+            }
+            Path builds = f.root.resolve("state/builds");
+            copyAll(f, f.create("a", Path.of(f.storeDir(), f.headerKey).toString()), f.template);
+            ok(204, f.client.delete("/v1/sandboxes/a"));
+            // b's create closes a's build (maxBuilds 1) while b's cache is still empty: under budget.
+            JsonNode b = f.create("b", otherHeader);
+            assertEquals(2, cacheFiles(builds));
+            // Reading b fills its cache past the budget; b stays open: no create or delete follows.
+            copyAll(f, b, Files.readAllBytes(other));
+            Await.until(() -> {
+                try {
+                    return cacheFiles(builds) == 1;
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            }, Duration.ofSeconds(30),
+                    () -> "the closed build's cache was removed while b ran");
+            assertEquals(1, ok(200, f.client.get("/v1/host")).get("evictedCaches").asLong());
+            copyAll(f, b, Files.readAllBytes(other)); // the open one stays and serves
         }
     }
 }
