@@ -86,20 +86,7 @@ class SandboxMemoryTest {
             pb.environment().put("FAKE_VMM_WP", "1"); // write-protect mode too, then writes pages 10-19, 30-39
             Process p = pb.start();
             try {
-                BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream()));
-                CompletableFuture<String> paused = CompletableFuture.supplyAsync(() -> {
-                    try {
-                        for (String line; (line = out.readLine()) != null; ) {
-                            if (line.equals("paused")) {
-                                return line;
-                            }
-                        }
-                        return "ended";
-                    } catch (IOException e) {
-                        return e.toString();
-                    }
-                });
-                assertEquals("paused", paused.get(1, TimeUnit.MINUTES), "the test VMM wrote its pages and paused");
+                assertEquals("paused", paused(p), "the test VMM wrote its pages and paused");
                 assertEquals(20, f.daemon.get("vm").memory().dirtyPages());
 
                 JsonNode exported = ok(200, f.client.post("/v1/sandboxes/vm/export", null));
@@ -195,20 +182,7 @@ class SandboxMemoryTest {
                     memory.toString(), Integer.toString(MEMORY), "4", "200", "5", "-1").redirectErrorStream(true);
             pb.environment().put("FAKE_VMM_WP", "1"); // pauses after its touches and writes, until a line on stdin
             p = pb.start();
-            BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream()));
-            CompletableFuture<String> paused = CompletableFuture.supplyAsync(() -> {
-                try {
-                    for (String line; (line = out.readLine()) != null; ) {
-                        if (line.equals("paused")) {
-                            return line;
-                        }
-                    }
-                    return "ended";
-                } catch (IOException e) {
-                    return e.toString();
-                }
-            });
-            assertEquals("paused", paused.get(1, TimeUnit.MINUTES), "the test VMM ran and paused");
+            assertEquals("paused", paused(p), "the test VMM ran and paused");
             long before = f.daemon.get("vm").memory().faults();
             assertEquals(1, holder.size(), "the handler gave the holder the VM's userfaultfd");
             f.api.close();
@@ -241,5 +215,22 @@ class SandboxMemoryTest {
             holder.close();
             holding.join(Duration.ofSeconds(10));
         }
+    }
+
+    /** Reads the test VMM's output (bounded: a minute) until it says "paused"; "ended" if it never does. */
+    private static String paused(Process p) throws Exception {
+        BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream()));
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                for (String line; (line = out.readLine()) != null; ) {
+                    if (line.equals("paused")) {
+                        return line;
+                    }
+                }
+                return "ended";
+            } catch (IOException e) {
+                return e.toString();
+            }
+        }).get(1, TimeUnit.MINUTES);
     }
 }

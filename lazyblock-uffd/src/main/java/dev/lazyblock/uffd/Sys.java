@@ -98,23 +98,28 @@ final class Sys {
         return new ErrnoException(call, (int) -negErrno);
     }
 
+    /** A {@code sockaddr_un} for {@code path}, NUL-terminated; its size is the address length. */
+    private static MemorySegment unixAddress(Arena a, String path) {
+        byte[] p = path.getBytes(StandardCharsets.UTF_8);
+        if (p.length >= 108) {
+            throw new IllegalArgumentException("socket path is " + p.length + " bytes, at most 107 fit: " + path);
+        }
+        MemorySegment addr = a.allocate(2 + p.length + 1, 8); // zeroed: the NUL is there
+        addr.set(JAVA_SHORT, 0, (short) AF_UNIX);
+        MemorySegment.copy(p, 0, addr, JAVA_BYTE_LAYOUT, 2, p.length);
+        return addr;
+    }
+
     /** A listening Unix stream socket at {@code path}; returns the fd or -errno. */
     static int listenUnix(String path, int backlog) {
         MemorySegment cell = ERRNO_CELL.get();
         try (Arena a = Arena.ofConfined()) {
+            MemorySegment addr = unixAddress(a, path);
             int fd = (int) SOCKET.invokeExact(cell, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
             if (fd < 0) {
                 return (int) result(fd, cell);
             }
-            byte[] p = path.getBytes(StandardCharsets.UTF_8);
-            if (p.length >= 108) {
-                close(fd);
-                throw new IllegalArgumentException("socket path is " + p.length + " bytes, at most 107 fit: " + path);
-            }
-            MemorySegment addr = a.allocate(110);
-            addr.set(JAVA_SHORT, 0, (short) AF_UNIX);
-            MemorySegment.copy(p, 0, addr, JAVA_BYTE_LAYOUT, 2, p.length);
-            int rc = (int) BIND.invokeExact(cell, fd, addr, 2 + p.length + 1);
+            int rc = (int) BIND.invokeExact(cell, fd, addr, (int) addr.byteSize());
             if (rc == 0) {
                 rc = (int) LISTEN.invokeExact(cell, fd, backlog);
             }
@@ -135,21 +140,14 @@ final class Sys {
     static int connectUnix(String path) {
         MemorySegment cell = ERRNO_CELL.get();
         try (Arena a = Arena.ofConfined()) {
+            MemorySegment addr = unixAddress(a, path);
             int fd = (int) SOCKET.invokeExact(cell, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
             if (fd < 0) {
                 return (int) result(fd, cell);
             }
-            byte[] p = path.getBytes(StandardCharsets.UTF_8);
-            if (p.length >= 108) {
-                close(fd);
-                throw new IllegalArgumentException("socket path is " + p.length + " bytes, at most 107 fit: " + path);
-            }
-            MemorySegment addr = a.allocate(110);
-            addr.set(JAVA_SHORT, 0, (short) AF_UNIX);
-            MemorySegment.copy(p, 0, addr, JAVA_BYTE_LAYOUT, 2, p.length);
             int rc;
             do {
-                rc = (int) result((int) CONNECT.invokeExact(cell, fd, addr, 2 + p.length + 1), cell);
+                rc = (int) result((int) CONNECT.invokeExact(cell, fd, addr, (int) addr.byteSize()), cell);
             } while (rc == -EINTR);
             if (rc != 0) {
                 close(fd);

@@ -48,12 +48,7 @@ class HandlerRestartTest {
 
     @BeforeAll
     static void build() throws Exception {
-        vmm = work.resolve("fake_vmm");
-        Process cc = new ProcessBuilder("gcc", "-O2", "-Wall", "-pthread", "-o", vmm.toString(),
-                Path.of("src/test/c/fake_vmm.c").toAbsolutePath().toString()).redirectErrorStream(true).start();
-        String out = new String(cc.getInputStream().readAllBytes());
-        assertTrue(cc.waitFor(60, TimeUnit.SECONDS));
-        assertEquals(0, cc.exitValue(), "gcc failed: " + out);
+        vmm = FakeVmm.build(work);
         byte[] bytes = new byte[SIZE];
         new Random(23).nextBytes(bytes);
         image = work.resolve("memory.img");
