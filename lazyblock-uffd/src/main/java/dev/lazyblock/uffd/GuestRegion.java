@@ -20,6 +20,13 @@ public record GuestRegion(long base, long size, long offset, long pageSize) {
             throw new IllegalArgumentException("bad guest region: base 0x" + Long.toHexString(base) + ", size " + size
                     + ", offset " + offset + ", page size " + pageSize);
         }
+        if (Long.compareUnsigned(base + size - 1, base) < 0 || offset + size < 0) {
+            // Found by fuzzing: a region that wraps the address space (or the memory file's
+            // offsets) would map faults to nonsense offsets.
+            throw new IllegalArgumentException("guest region runs past the end of the "
+                    + (offset + size < 0 ? "memory file's offsets" : "address space") + ": base 0x"
+                    + Long.toUnsignedString(base, 16) + ", size " + size + ", offset " + offset);
+        }
         if (base % pageSize != 0 || size % pageSize != 0 || offset % pageSize != 0) {
             throw new IllegalArgumentException("guest region not aligned to its " + pageSize + "-byte pages: base 0x"
                     + Long.toHexString(base) + ", size " + size + ", offset " + offset);
