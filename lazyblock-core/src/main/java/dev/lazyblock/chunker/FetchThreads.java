@@ -69,7 +69,8 @@ public final class FetchThreads implements AutoCloseable {
     }
 
     private void drain() {
-        while ((!urgent.isEmpty() || !waiting.isEmpty()) && slots.tryAcquire()) {
+        // Closed: the threads are shut down; what is queued is failed by its deadline.
+        while (!closed && (!urgent.isEmpty() || !waiting.isEmpty()) && slots.tryAcquire()) {
             Runnable next = next();
             if (next == null) {
                 slots.release(); // another drain took it; look again

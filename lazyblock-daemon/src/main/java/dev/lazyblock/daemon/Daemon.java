@@ -355,10 +355,9 @@ public final class Daemon implements AutoCloseable {
                 // Before the export starts: the overlay's first flush syncs this file.
                 new SandboxRecord(SandboxRecord.VERSION, r, s.created.toString(), false, List.of()).write(dir, false);
             }
-            s.start();
-            undo.addFirst(s::pause);
-            if (kept != null && kept.paused()) {
-                s.pause();
+            if (kept == null || !kept.paused()) { // a sandbox paused before the restart comes back paused
+                s.start();
+                undo.addFirst(s::pause);
             }
             // Taken before the sandbox is visible: once published, a delete may close it at once.
             SandboxInfo info = s.info();

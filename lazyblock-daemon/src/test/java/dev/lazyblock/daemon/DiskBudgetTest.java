@@ -40,11 +40,7 @@ class DiskBudgetTest {
     void aClosedBuildsCacheIsRemovedWhenTheDiskBudgetIsCrossedAndAnOpenOneNever() throws Exception {
         try (DaemonFixture f = new DaemonFixture(tmp, SIZE, c -> c.withMaxBuilds(1).withDiskBudget(12 << 20, 0))) {
             Path other = UpstreamReads.writeRandomFile(tmp, "other.raw", 77, SIZE);
-            String otherHeader;
-            try (DirectoryStore ds = new DirectoryStore(Path.of(f.storeDir()))) {
-                otherHeader = Path.of(f.storeDir(), LayerExporter.publishBase(other, 4096, ds, "tpl2").headerKey())
-                        .toString();
-            }
+            String otherHeader = publish(f, other);
             Path builds = f.root.resolve("state/builds");
             String a = Path.of(f.storeDir(), f.headerKey).toString();
 
@@ -69,11 +65,7 @@ class DiskBudgetTest {
     void theBudgetIsEnforcedWhileAnOpenBuildsCacheGrowsNotOnlyAtCreateAndDelete() throws Exception {
         try (DaemonFixture f = new DaemonFixture(tmp, SIZE, c -> c.withMaxBuilds(1).withDiskBudget(12 << 20, 0))) {
             Path other = UpstreamReads.writeRandomFile(tmp, "other.raw", 78, SIZE);
-            String otherHeader;
-            try (DirectoryStore ds = new DirectoryStore(Path.of(f.storeDir()))) {
-                otherHeader = Path.of(f.storeDir(), LayerExporter.publishBase(other, 4096, ds, "tpl2").headerKey())
-                        .toString();
-            }
+            String otherHeader = publish(f, other);
             Path builds = f.root.resolve("state/builds");
             copyAll(f, f.create("a", Path.of(f.storeDir(), f.headerKey).toString()), f.template);
             ok(204, f.client.delete("/v1/sandboxes/a"));
@@ -92,6 +84,13 @@ class DiskBudgetTest {
                     () -> "the closed build's cache was removed while b ran");
             assertEquals(1, ok(200, f.client.get("/v1/host")).get("evictedCaches").asLong());
             copyAll(f, b, Files.readAllBytes(other)); // the open one stays and serves
+        }
+    }
+
+    /** Publishes {@code raw} as a second template beside the fixture's; the path of its header. */
+    private static String publish(DaemonFixture f, Path raw) throws Exception {
+        try (DirectoryStore ds = new DirectoryStore(Path.of(f.storeDir()))) {
+            return Path.of(f.storeDir(), LayerExporter.publishBase(raw, 4096, ds, "tpl2").headerKey()).toString();
         }
     }
 }

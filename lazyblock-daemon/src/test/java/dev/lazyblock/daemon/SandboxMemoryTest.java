@@ -37,9 +37,7 @@ class SandboxMemoryTest {
 
     @Test
     void aSandboxsMemoryHandlerServesTheTestVmmTheImagesBytes() throws Exception {
-        Path vmm = tmp.resolve("fake_vmm");
-        Tools.run("gcc", "-O2", "-Wall", "-pthread", "-o", vmm.toString(),
-                Path.of("../lazyblock-uffd/src/test/c/fake_vmm.c").toAbsolutePath().toString()).ok();
+        Path vmm = buildVmm();
         Path memory = UpstreamReads.writeRandomFile(tmp, "memory.raw", 9, MEMORY);
         try (DaemonFixture f = new DaemonFixture(tmp, 4 << 20, c -> c)) {
             JsonNode sb = ok(201, f.client.post("/v1/sandboxes", "{\"id\":\"vm\",\"image\":\"" + f.templateUrl()
@@ -67,9 +65,7 @@ class SandboxMemoryTest {
 
     @Test
     void exportWritesThePagesTheGuestWroteAsTheMemorysNextLayer() throws Exception {
-        Path vmm = tmp.resolve("fake_vmm");
-        Tools.run("gcc", "-O2", "-Wall", "-pthread", "-o", vmm.toString(),
-                Path.of("../lazyblock-uffd/src/test/c/fake_vmm.c").toAbsolutePath().toString()).ok();
+        Path vmm = buildVmm();
         Path raw = UpstreamReads.writeRandomFile(tmp, "memory.raw", 9, MEMORY);
         byte[] original = Files.readAllBytes(raw);
         try (DaemonFixture f = new DaemonFixture(tmp, 4 << 20, c -> c)) {
@@ -158,9 +154,7 @@ class SandboxMemoryTest {
      */
     @Test
     void aRestartedDaemonTakesBackARunningVmsUserfaultfdFromTheHolder() throws Exception {
-        Path vmm = tmp.resolve("fake_vmm");
-        Tools.run("gcc", "-O2", "-Wall", "-pthread", "-o", vmm.toString(),
-                Path.of("../lazyblock-uffd/src/test/c/fake_vmm.c").toAbsolutePath().toString()).ok();
+        Path vmm = buildVmm();
         Path memory = UpstreamReads.writeRandomFile(tmp, "memory.raw", 9, MEMORY);
         Path holderSocket = tmp.resolve("holder.sock");
         dev.lazyblock.uffd.UffdHolder holder = new dev.lazyblock.uffd.UffdHolder(holderSocket);
@@ -232,5 +226,13 @@ class SandboxMemoryTest {
                 return e.toString();
             }
         }).get(1, TimeUnit.MINUTES);
+    }
+
+    /** The uffd module's test VMM, compiled into this test's directory. */
+    private Path buildVmm() throws Exception {
+        Path vmm = tmp.resolve("fake_vmm");
+        Tools.run("gcc", "-O2", "-Wall", "-pthread", "-o", vmm.toString(),
+                Path.of("../lazyblock-uffd/src/test/c/fake_vmm.c").toAbsolutePath().toString()).ok();
+        return vmm;
     }
 }

@@ -397,11 +397,13 @@ public final class PageFaultHandler {
                         return true;
                     }
                     if (n > 0) {
-                        long removesBefore = removes.sum();
+                        boolean removedSome = false;
                         for (long at = 0; at + Sys.UFFD_MSG_SIZE <= n; at += Sys.UFFD_MSG_SIZE) {
-                            event(msgs.asSlice(at, Sys.UFFD_MSG_SIZE), workers, uffd, pid, regions, zero);
+                            MemorySegment msg = msgs.asSlice(at, Sys.UFFD_MSG_SIZE);
+                            removedSome |= msg.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0) == Sys.UFFD_EVENT_REMOVE;
+                            event(msg, workers, uffd, pid, regions, zero);
                         }
-                        if (removes.sum() != removesBefore) {
+                        if (removedSome) {
                             // A successor must zero-fill these ranges too. The kept copy may list
                             // pages served since (a superset): harmless, as a page served after
                             // its remove can fault again only after another remove.

@@ -33,7 +33,7 @@ import org.slf4j.LoggerFactory;
  * <p>Bounds: {@link #MAX_ENTRIES} names, {@link #MAX_STATE} bytes of state each; a client that
  * does not send its request within {@link #REQUEST_TIMEOUT_MS} is dropped, so one stuck client
  * never blocks the others. The socket is mode 0600: a userfaultfd gives its taker the VM's memory.
- * Only the event loop thread touches {@link #held}.
+ * {@link #held} is guarded by this: the event loop changes it, {@link #size()} and close read it.
  */
 public final class UffdHolder implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(UffdHolder.class);
