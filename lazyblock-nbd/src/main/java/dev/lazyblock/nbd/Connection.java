@@ -122,6 +122,7 @@ final class Connection implements Runnable {
                 log.debug("{}: connection ended: {}", peer, e.toString());
             }
         } catch (RuntimeException | Error e) {
+            server.stats.unexpected.increment();
             log.error("{}: connection failed", peer, e);
         } finally {
             drain();
@@ -655,7 +656,11 @@ final class Connection implements Runnable {
                 return; // the connection is gone: nobody to answer
             }
             int error = errorFor(e);
-            if (error != ESHUTDOWN) {
+            if (pastValidation(e)) {
+                server.stats.unexpected.increment();
+                log.error("{}: {} [{}, +{}) failed past validation", peer, commandName(r.type()), r.offset(),
+                        r.length(), e);
+            } else if (error != ESHUTDOWN) {
                 log.warn("{}: {} [{}, +{}) failed: {}", peer, commandName(r.type()), r.offset(), r.length(), e.toString());
             }
             server.stats.errors.increment();
@@ -668,6 +673,16 @@ final class Connection implements Runnable {
             pool.release(payload);
             budget.release(cost);
         }
+    }
+
+    /**
+     * Whether {@code e} means a request the validation let through should have been refused: not
+     * an I/O failure nor a device closing under the request (a closed cache or fetch pool).
+     */
+    private static boolean pastValidation(Exception e) {
+        return e instanceof RuntimeException && !(e instanceof CacheClosedException)
+                && !(e instanceof java.util.concurrent.RejectedExecutionException)
+                && !(e instanceof java.io.UncheckedIOException);
     }
 
     private static int errorFor(Throwable e) {
