@@ -33,15 +33,20 @@ import picocli.CommandLine.Option;
 
 /**
  * {@code nbdcopy} of one image, to {@code null:}, from our server and from nbdkit's file plugin
- * serving the same file, alternating in the same run; then from our server over a cold cache
- * behind the NFS model.
+ * serving the same file, alternating in the same run, beside a plain {@code dd} of our cache file
+ * (the same bytes without a server); then 4 KiB random reads at queue depth 1 and 32 with fio's
+ * nbd engine from both servers, beside fio on the cache file itself; then from our server over a
+ * cold cache behind the NFS model.
  */
 @Command(name = "nbd", mixinStandardHelpOptions = true,
         description = {"nbdcopy of a fully cached image from lazyblock's NBD server and from",
                 "`nbdkit file` serving the same file, alternating in one run; then from a cold",
                 "cache behind the NFS model (1 ms + 500 MB/s per request), per chunker.",
-                "Prints throughput and the ratio to nbdkit. Needs nbdcopy and nbdkit."},
-        footer = {"", "Examples:", "  lazyblock bench nbd", "  lazyblock bench nbd --image-mib 256 --rounds 5 --no-cold"})
+                "Beside them: dd of our cache file, and 4 KiB random-read IOPS at queue depth",
+                "1 and 32 (fio's nbd engine) from both servers and from the cache file itself.",
+                "Prints throughput and the ratio to nbdkit. Needs nbdcopy and nbdkit; fio for IOPS."},
+        footer = {"", "Examples:", "  lazyblock bench nbd", "  lazyblock bench nbd --image-mib 256 --rounds 5 --no-cold",
+                "  lazyblock bench nbd --no-cold --iops-seconds 10"})
 final class NbdBenchCommand implements Callable<Integer> {
     private static final long PROCESS_TIMEOUT_S = 600;
 
@@ -62,6 +67,20 @@ final class NbdBenchCommand implements Callable<Integer> {
     @Option(names = "--dir", description = "Where the image and caches go (default: the temp directory).")
     Path dir;
 
+    @Option(names = "--virtual-readers", description = "Read the sockets on virtual threads, as the daemon does "
+            + "(default: platform threads, as serve does).")
+    boolean virtualReaders;
+
+    @Option(names = "--iops", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "Also measure 4 KiB random-read IOPS with fio, if it is installed (default ${DEFAULT-VALUE}).")
+    boolean iops;
+
+    @Option(names = "--iops-seconds", defaultValue = "5",
+            description = "Seconds of each fio run (default ${DEFAULT-VALUE}); rounds as --rounds, at most 3.")
+    int iopsSeconds;
+
+    private boolean platformReaders;
+
     @Override
     public Integer call() throws Exception {
         for (String tool : List.of("nbdcopy", "nbdkit")) {
@@ -70,11 +89,12 @@ final class NbdBenchCommand implements Callable<Integer> {
                 return 2;
             }
         }
-        if (imageMib <= 0 || rounds <= 0) {
-            System.err.println("--image-mib and --rounds must be positive");
+        if (imageMib <= 0 || rounds <= 0 || iopsSeconds <= 0) {
+            System.err.println("--image-mib, --rounds and --iops-seconds must be positive");
             return 2;
         }
         ChunkerKind kind = ChunkerKind.parse(chunker);
+        platformReaders = !virtualReaders;
         long size = imageMib << 20;
         Path work = Files.createTempDirectory(dir == null ? Path.of(System.getProperty("java.io.tmpdir")) : dir,
                 "lazyblock-bench-nbd");
@@ -84,8 +104,10 @@ final class NbdBenchCommand implements Callable<Integer> {
             readAll(image); // into the page cache, for nbdkit as for us
             System.out.printf("nbdcopy (%s) of a %,d MiB random image to null:, from lazyblock serve and from nbdkit"
                             + " (%s) serving the same file;%nboth on 127.0.0.1 TCP, %d rounds alternating, after two"
-                            + " unmeasured copies from each. Throughput in MiB/s.%n%n",
-                    firstLine("nbdcopy", "--version"), imageMib, firstLine("nbdkit", "--version"), rounds);
+                            + " unmeasured copies from each; our server reads its sockets on %s threads."
+                            + " Throughput in MiB/s.%n%n",
+                    firstLine("nbdcopy", "--version"), imageMib, firstLine("nbdkit", "--version"), rounds,
+                    platformReaders ? "platform" : "virtual");
             double kit = warm(image, size, kind, work);
             if (cold) {
                 cold(image, size, work, kit);
@@ -106,7 +128,7 @@ final class NbdBenchCommand implements Callable<Integer> {
     private double warm(Path image, long size, ChunkerKind kind, Path work) throws Exception {
         try (FileUpstream up = new FileUpstream(image);
              Chunker c = kind.create(up, SparseCache.create(work.resolve("warm.cache"), size), ChunkerOptions.DEFAULTS);
-             NbdServer ours = NbdServer.builder().export(NbdExport.readOnly("bench", c))
+             NbdServer ours = NbdServer.builder().export(NbdExport.readOnly("bench", c)).platformReaders(platformReaders)
                      .listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0)).start();
              Nbdkit kit = Nbdkit.start(image)) {
             long t0 = System.nanoTime();
@@ -148,6 +170,22 @@ final class NbdBenchCommand implements Callable<Integer> {
             NbdServer.Stats s = ours.stats();
             System.out.printf("our server: %,d connections, %,d requests, %,d MiB sent%n%n", s.connections(), s.requests(),
                     s.bytesRead() >> 20);
+            Path cacheFile = openFile(work.resolve("warm.cache"));
+            double[] d = new double[rounds];
+            for (int r = 0; r < rounds; r++) {
+                d[r] = mibPerSecond(size, dd(cacheFile));
+            }
+            double dm = median(d);
+            System.out.printf("dd if=<our cache file> of=/dev/null bs=4M (the same bytes, no server, no socket): median"
+                    + " %,.0f MiB/s over %d rounds;%nlazyblock's median is %.2f of it, nbdkit's %.2f%n%n", dm, rounds,
+                    om / dm, km / dm);
+            if (iops) {
+                if (onPath("fio")) {
+                    new IopsRun(iopsSeconds, Math.min(rounds, 3), size).print(oursUri, kit.uri(), cacheFile);
+                } else {
+                    System.out.println("IOPS: skipped, fio is not installed (apt-get install -y fio)\n");
+                }
+            }
             return km;
         }
     }
@@ -164,7 +202,7 @@ final class NbdBenchCommand implements Callable<Integer> {
                  SimulatedUpstream up = new SimulatedUpstream(file, model);
                  Chunker c = k.create(up, SparseCache.create(work.resolve("cold-" + k.label() + ".cache"), size),
                          ChunkerOptions.DEFAULTS);
-                 NbdServer ours = NbdServer.builder().export(NbdExport.readOnly("bench", c))
+                 NbdServer ours = NbdServer.builder().export(NbdExport.readOnly("bench", c)).platformReaders(platformReaders)
                          .listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0)).start()) {
                 double seconds = copy(ours.uri("bench"));
                 double rate = mibPerSecond(size, seconds);
@@ -175,10 +213,41 @@ final class NbdBenchCommand implements Callable<Integer> {
         System.out.println();
     }
 
+    /**
+     * A path another process can open the scratch cache's file by: the cache unlinks its file once
+     * open, so this is our descriptor's entry under /proc.
+     */
+    private static Path openFile(Path created) throws IOException {
+        String want = created.toAbsolutePath().toString();
+        try (var fds = Files.list(Path.of("/proc/self/fd"))) {
+            for (Path fd : fds.toList()) {
+                try {
+                    String target = Files.readSymbolicLink(fd).toString();
+                    if (target.equals(want) || target.equals(want + " (deleted)")) {
+                        return Path.of("/proc/" + ProcessHandle.current().pid() + "/fd/" + fd.getFileName());
+                    }
+                } catch (IOException | UnsupportedOperationException gone) {
+                    // a descriptor closed while listing, or not a link
+                }
+            }
+        }
+        throw new IOException("no open descriptor of " + want + " under /proc/self/fd");
+    }
+
+    /** Runs dd of {@code file} to /dev/null in 4 MiB blocks; returns the seconds it took. */
+    private static double dd(Path file) throws IOException, InterruptedException {
+        return timed("dd", "if=" + file, "of=/dev/null", "bs=4M");
+    }
+
     /** Runs nbdcopy URI null: and returns the seconds it took. */
     private static double copy(String uri) throws IOException, InterruptedException {
+        return timed("nbdcopy", uri, "null:");
+    }
+
+    /** Runs {@code command} to its end and returns the seconds it took; fails if it fails. */
+    static double timed(String... command) throws IOException, InterruptedException {
         long t0 = System.nanoTime();
-        Process p = new ProcessBuilder("nbdcopy", uri, "null:").redirectErrorStream(true)
+        Process p = new ProcessBuilder(command).redirectErrorStream(true)
                 .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
         byte[] out;
         try (InputStream in = p.getInputStream()) {
@@ -186,11 +255,11 @@ final class NbdBenchCommand implements Callable<Integer> {
         }
         if (!p.waitFor(PROCESS_TIMEOUT_S, TimeUnit.SECONDS)) {
             p.destroyForcibly();
-            throw new IOException("nbdcopy " + uri + " did not finish in " + PROCESS_TIMEOUT_S + " s");
+            throw new IOException(String.join(" ", command) + " did not finish in " + PROCESS_TIMEOUT_S + " s");
         }
         double seconds = (System.nanoTime() - t0) / 1e9;
         if (p.exitValue() != 0) {
-            throw new IOException("nbdcopy " + uri + " failed (" + p.exitValue() + "): "
+            throw new IOException(String.join(" ", command) + " failed (" + p.exitValue() + "): "
                     + new String(out, StandardCharsets.UTF_8));
         }
         return seconds;

@@ -84,6 +84,12 @@ final class ServeCommand implements Callable<Integer> {
             description = "How misses are fetched: request-first, streaming or full-fetch (default ${DEFAULT-VALUE}).")
     String chunker;
 
+    @Option(names = "--readers", paramLabel = "KIND", defaultValue = "platform",
+            description = "Threads that read the clients' sockets: platform (one per connection; less latency per "
+                    + "request at queue depth 1) or virtual (no platform thread per connection) (default "
+                    + "${DEFAULT-VALUE}).")
+    String readers;
+
     @Option(names = "--cache-dir", paramLabel = "DIR",
             description = "Keep the image's cache in DIR across runs (what `lazyblock warm` fills): each chunk is "
                     + "kept once its bytes are on disk, a crash included, and the next serve of the same image reads "
@@ -154,9 +160,16 @@ final class ServeCommand implements Callable<Integer> {
         PrintStream out = System.out;
         ChunkerKind kind;
         InetSocketAddress address;
+        boolean platformReaders;
         try {
             kind = ChunkerKind.parse(chunker);
             address = parseListen(listen);
+            platformReaders = switch (readers.strip().toLowerCase(java.util.Locale.ROOT)) {
+                case "platform" -> true;
+                case "virtual" -> false;
+                default -> throw new IllegalArgumentException("--readers: expected platform or virtual, got '"
+                        + readers + "'");
+            };
         } catch (IllegalArgumentException e) {
             System.err.println("lazyblock serve: " + e.getMessage());
             return 2;
@@ -259,7 +272,7 @@ final class ServeCommand implements Callable<Integer> {
                 export = NbdExport.readOnly(name, device);
             }
             export = export.withDescription("lazyblock: " + src.description());
-            server = NbdServer.builder().export(export).listen(address).start();
+            server = NbdServer.builder().export(export).listen(address).platformReaders(platformReaders).start();
             Thread main = Thread.currentThread();
             hook = new Thread(() -> {
                 stop.countDown();

@@ -98,6 +98,8 @@ public final class NbdServer implements AutoCloseable {
     private final Duration handshakeTimeout;
     private final Duration drainTimeout;
     private final int connectionBudget;
+    /** See {@link Builder#platformReaders}. */
+    private final boolean platformReaders;
     final Counters stats = new Counters();
     private final BufferPool pool = new BufferPool();
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
@@ -128,6 +130,7 @@ public final class NbdServer implements AutoCloseable {
         this.handshakeTimeout = b.handshakeTimeout;
         this.drainTimeout = b.drainTimeout;
         this.connectionBudget = b.connectionBudget;
+        this.platformReaders = b.platformReaders;
     }
 
     public static Builder builder() {
@@ -142,8 +145,24 @@ public final class NbdServer implements AutoCloseable {
         private Duration handshakeTimeout = DEFAULT_HANDSHAKE_TIMEOUT;
         private Duration drainTimeout = DEFAULT_DRAIN_TIMEOUT;
         private int connectionBudget = DEFAULT_CONNECTION_BUDGET;
+        private boolean platformReaders;
 
         private Builder() {}
+
+        /**
+         * Whether each connection's socket is read by a platform thread of its own (true) or a
+         * virtual thread (false, the default). A virtual thread that finds no request waiting parks
+         * and is woken through the JDK's poller and then its carrier: two thread hand-offs per
+         * request at queue depth 1. Measured (fio, 4 KiB random reads of a cached image, this
+         * machine): a platform reader is ~34 µs per read against ~50 µs, 1.20-1.25x nbdkit's IOPS
+         * against 0.88-0.96x; at queue depth 32 the two are alike. The cost is one platform thread
+         * per open connection, idle or not: a server with few connections (serve) wants it; a host
+         * daemon with hundreds of mostly idle ones may not.
+         */
+        public Builder platformReaders(boolean platform) {
+            this.platformReaders = platform;
+            return this;
+        }
 
         /** Adds an export; the first one added is also the default export (the empty name). */
         public Builder export(NbdExport e) {
@@ -287,7 +306,7 @@ public final class NbdServer implements AutoCloseable {
                     connections.remove(c);
                     continue;
                 }
-                Thread.ofVirtual().name("nbd-conn").start(c);
+                (platformReaders ? Thread.ofPlatform().daemon() : Thread.ofVirtual()).name("nbd-conn").start(c);
             } catch (IOException | RuntimeException e) {
                 log.warn("cannot serve a new connection: {}", e.toString());
                 try {

@@ -56,4 +56,40 @@ class ServerLifecycleTest {
         assertThrows(ConnectException.class, () -> RawClient.connect(port));
         server.close(); // idempotent
     }
+
+    @Test
+    void platformReadersServeEachConnectionOnAThreadThatEndsWithIt() throws Exception {
+        byte[] image = Images.random(10, 1 << 20);
+        GatedDevice device = new GatedDevice(image, image.length); // never gated: every read goes through
+        device.open();
+        try (NbdServer server = NbdServer.builder().export(NbdExport.readOnly("p", device)).platformReaders(true)
+                .listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0)).start()) {
+            for (int round = 0; round < 3; round++) {
+                try (RawClient a = RawClient.connect(server.port()).hello();
+                     RawClient b = RawClient.connect(server.port()).hello()) {
+                    a.go("p", true, false);
+                    b.go("p", false, false);
+                    Await.until(() -> platformReaders() == 2, Duration.ofSeconds(10),
+                            () -> platformReaders() + " platform reader threads for 2 connections");
+                    a.request(0, Nbd.CMD_READ, 1, 4096 * round, 4096);
+                    Chunk r = a.chunk();
+                    assertArrayEquals(Arrays.copyOfRange(image, 4096 * round, 4096 * round + 4096),
+                            Arrays.copyOfRange(r.payload(), 8, r.payload().length), "a structured read");
+                    b.request(0, Nbd.CMD_READ, 2, 100, 100);
+                    Chunk h = b.chunk();
+                    assertEquals(2, h.cookie());
+                    assertEquals(0, h.error());
+                    assertArrayEquals(Arrays.copyOfRange(image, 100, 200), b.in.readNBytes(100), "a simple read");
+                }
+                Await.until(() -> platformReaders() == 0 && server.stats().open() == 0, Duration.ofSeconds(10),
+                        () -> platformReaders() + " platform reader threads left after their clients went");
+            }
+        }
+    }
+
+    /** Live platform threads that read a connection. */
+    private static long platformReaders() {
+        return Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> !t.isVirtual() && t.isAlive() && t.getName().equals("nbd-conn")).count();
+    }
 }
