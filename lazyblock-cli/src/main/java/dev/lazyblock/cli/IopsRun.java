@@ -27,8 +27,7 @@ final class IopsRun {
         }
 
         private static double mid(List<Result> rs, java.util.function.ToDoubleFunction<Result> f) {
-            double[] v = rs.stream().mapToDouble(f).sorted().toArray();
-            return v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+            return NbdBenchCommand.median(rs.stream().mapToDouble(f).toArray());
         }
     }
 
@@ -45,7 +44,7 @@ final class IopsRun {
     void print(String oursUri, String kitUri, Path cacheFile) throws IOException, InterruptedException {
         System.out.printf("4 KiB random reads over the whole image, %s, %d s per run, median of %d rounds alternating;"
                         + "%nlatency is fio's completion latency (clat). The cache file row is fio on our cache file"
-                        + " directly: the local limit.%n%n", version(), seconds, rounds);
+                        + " directly: the local limit.%n%n", NbdBenchCommand.firstLine("fio", "--version"), seconds, rounds);
         System.out.printf("%-30s %4s %10s %10s %10s %10s%n", "source", "QD", "IOPS", "mean µs", "p99 µs", "vs nbdkit");
         for (int qd : DEPTHS) {
             List<Result> ours = new ArrayList<>();
@@ -119,16 +118,5 @@ final class IopsRun {
         double p99 = Arrays.stream(f, 17, 37).filter(x -> x.startsWith("99.000000%=")).findFirst()
                 .map(x -> Double.parseDouble(x.substring(x.indexOf('=') + 1))).orElse(Double.NaN);
         return new Result(Double.parseDouble(f[7]), Double.parseDouble(f[15]), p99);
-    }
-
-    private static String version() {
-        try {
-            Process p = new ProcessBuilder("fio", "--version").redirectErrorStream(true).start();
-            String v = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
-            p.waitFor(10, TimeUnit.SECONDS);
-            return v;
-        } catch (IOException | InterruptedException e) {
-            return "fio";
-        }
     }
 }

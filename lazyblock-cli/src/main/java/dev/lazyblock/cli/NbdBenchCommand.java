@@ -79,8 +79,6 @@ final class NbdBenchCommand implements Callable<Integer> {
             description = "Seconds of each fio run (default ${DEFAULT-VALUE}); rounds as --rounds, at most 3.")
     int iopsSeconds;
 
-    private boolean platformReaders;
-
     @Override
     public Integer call() throws Exception {
         for (String tool : List.of("nbdcopy", "nbdkit")) {
@@ -94,7 +92,6 @@ final class NbdBenchCommand implements Callable<Integer> {
             return 2;
         }
         ChunkerKind kind = ChunkerKind.parse(chunker);
-        platformReaders = !virtualReaders;
         long size = imageMib << 20;
         Path work = Files.createTempDirectory(dir == null ? Path.of(System.getProperty("java.io.tmpdir")) : dir,
                 "lazyblock-bench-nbd");
@@ -107,7 +104,7 @@ final class NbdBenchCommand implements Callable<Integer> {
                             + " unmeasured copies from each; our server reads its sockets on %s threads."
                             + " Throughput in MiB/s.%n%n",
                     firstLine("nbdcopy", "--version"), imageMib, firstLine("nbdkit", "--version"), rounds,
-                    platformReaders ? "platform" : "virtual");
+                    virtualReaders ? "virtual" : "platform");
             double kit = warm(image, size, kind, work);
             if (cold) {
                 cold(image, size, work, kit);
@@ -128,7 +125,7 @@ final class NbdBenchCommand implements Callable<Integer> {
     private double warm(Path image, long size, ChunkerKind kind, Path work) throws Exception {
         try (FileUpstream up = new FileUpstream(image);
              Chunker c = kind.create(up, SparseCache.create(work.resolve("warm.cache"), size), ChunkerOptions.DEFAULTS);
-             NbdServer ours = NbdServer.builder().export(NbdExport.readOnly("bench", c)).platformReaders(platformReaders)
+             NbdServer ours = NbdServer.builder().export(NbdExport.readOnly("bench", c)).platformReaders(!virtualReaders)
                      .listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0)).start();
              Nbdkit kit = Nbdkit.start(image)) {
             long t0 = System.nanoTime();
@@ -202,7 +199,7 @@ final class NbdBenchCommand implements Callable<Integer> {
                  SimulatedUpstream up = new SimulatedUpstream(file, model);
                  Chunker c = k.create(up, SparseCache.create(work.resolve("cold-" + k.label() + ".cache"), size),
                          ChunkerOptions.DEFAULTS);
-                 NbdServer ours = NbdServer.builder().export(NbdExport.readOnly("bench", c)).platformReaders(platformReaders)
+                 NbdServer ours = NbdServer.builder().export(NbdExport.readOnly("bench", c)).platformReaders(!virtualReaders)
                          .listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0)).start()) {
                 double seconds = copy(ours.uri("bench"));
                 double rate = mibPerSecond(size, seconds);
@@ -341,7 +338,7 @@ final class NbdBenchCommand implements Callable<Integer> {
         return bytes / (double) (1 << 20) / seconds;
     }
 
-    private static double median(double[] v) {
+    static double median(double[] v) {
         double[] s = v.clone();
         Arrays.sort(s);
         return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -360,7 +357,7 @@ final class NbdBenchCommand implements Callable<Integer> {
         return false;
     }
 
-    private static String firstLine(String... command) {
+    static String firstLine(String... command) {
         try {
             Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
             String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
