@@ -1,5 +1,6 @@
 package dev.lazyblock.cli;
 
+import dev.lazyblock.bench.MissProfile;
 import dev.lazyblock.bench.RandomAccessModel;
 import dev.lazyblock.bench.Reference;
 import dev.lazyblock.bench.ScaleModel;
@@ -93,7 +94,7 @@ final class BenchCommand implements Callable<Integer> {
             }
             for (String backend : List.of("GCS", "NFS")) {
                 double limit = Reference.limitMicros(Reference.model(backend), RandomAccessModel.BLOCK);
-                double floor = model.floorMicros(backend, 30);
+                double floor = model.floorMicros(backend, 200);
                 for (ChunkerKind kind : List.of(ChunkerKind.STREAMING, ChunkerKind.FULL_FETCH, ChunkerKind.REQUEST_FIRST)) {
                     RandomAccessModel.Result r = model.run(backend, kind, warmup, iterations);
                     long ref = Reference.avgMicros(backend, kind);
@@ -106,8 +107,43 @@ final class BenchCommand implements Callable<Integer> {
                             refBytes < 0 ? "-" : String.format("%,d", refBytes), r.requestsPerIteration());
                 }
             }
+            missBreakdown(model);
         }
         System.out.println();
+    }
+
+    /**
+     * A request-first run again per backend under a JFR recording of the chunker's miss and
+     * fetch events (apart from the measured runs, so the recording does not weigh on them):
+     * each reader's wait, stage by stage, against the floor.
+     */
+    private void missBreakdown(RandomAccessModel model) throws Exception {
+        System.out.printf("%nWhere a request-first miss goes (JFR: dev.lazyblock.Miss paired with the dev.lazyblock.Fetch that%n"
+                + "released it; mean µs per reader over a run of %d iterations apart from the one above). hand-over = the%n"
+                + "reader's path to handing its fetch over; queued = until a fetch thread sends the request; first byte and%n"
+                + "transfer = the store (the model's sleeps plus their overshoot); release = lock and unpark; wake = until%n"
+                + "the reader runs again.%n%n", iterations);
+        String head = String.format("%-4s %8s %8s %8s %8s %8s", "", "wait", "p50", "p90", "max", "floor")
+                + MissProfile.STAGES.stream().map(st -> String.format(" %11s", st)).reduce("", String::concat)
+                + String.format(" %7s", "pairs");
+        System.out.println(head);
+        System.out.println("-".repeat(head.length()));
+        for (String backend : List.of("GCS", "NFS")) {
+            double floor = model.floorMicros(backend, 200);
+            MissProfile.Breakdown b;
+            try (MissProfile profile = new MissProfile()) {
+                profile.start();
+                model.run(backend, ChunkerKind.REQUEST_FIRST, warmup, iterations);
+                b = profile.stop();
+            }
+            StringBuilder row = new StringBuilder(String.format("%-4s %,8.0f %,8.0f %,8.0f %,8.0f %,8.0f", backend,
+                    b.waitMicros(), b.p50Micros(), b.p90Micros(), b.maxMicros(), floor));
+            for (double st : b.stageMicros()) {
+                row.append(String.format(" %,11.1f", st));
+            }
+            row.append(String.format(" %7s", b.pairs() + (b.unpaired() > 0 ? "+" + b.unpaired() : "")));
+            System.out.println(row);
+        }
     }
 
     private void scale(Path work) throws Exception {

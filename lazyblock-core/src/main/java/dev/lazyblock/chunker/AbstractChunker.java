@@ -8,7 +8,6 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import dev.lazyblock.upstream.Upstream.RangeStream;
 import dev.lazyblock.upstream.UpstreamException;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.util.function.LongConsumer;
@@ -52,12 +51,6 @@ abstract class AbstractChunker implements Chunker {
     static final int MIN_BATCH = 16 << 10;
     /** Bytes a stream may stage before writing them to the cache. */
     private static final int STREAM_STAGE = 256 << 10;
-    /**
-     * Per fetch thread: native memory where fetched bytes land before one pwrite puts them in
-     * the cache. Grows to the largest whole-range request the thread has made (a chunk at most);
-     * fetch threads are few and long-lived, so this is allocated once, not per fetch.
-     */
-    private static final ThreadLocal<MemorySegment[]> STAGING = ThreadLocal.withInitial(() -> new MemorySegment[1]);
 
     /** A reader waits this much longer than its fetch's deadline: the watchdog fails it first. */
     private static final long READER_GRACE_NANOS = TimeUnit.SECONDS.toNanos(1);
@@ -95,23 +88,17 @@ abstract class AbstractChunker implements Chunker {
         }
     }
 
-    static MemorySegment staging(long len) {
-        MemorySegment[] holder = STAGING.get();
-        if (holder[0] == null || holder[0].byteSize() < len) {
-            holder[0] = Arena.ofAuto().allocate(len, 4096);
-        }
-        return holder[0].asSlice(0, len);
-    }
-
     /**
      * One whole-range request: {@code [off, off+len)} of the image into the cache, released to
      * nobody until all of it is there. Returns early, writing nothing, if the session has already
      * ended.
      */
     final void fetchWhole(Session session, long off, int len) throws IOException {
-        MemorySegment stage = staging(len);
+        FetchTrace trace = FetchTrace.current();
+        MemorySegment stage = trace.staging(len);
         if (readTracked(session, off, stage.asByteBuffer())) {
             cache.writeAt(stage, off);
+            trace.writtenAt = System.nanoTime();
         }
     }
 
@@ -125,8 +112,11 @@ abstract class AbstractChunker implements Chunker {
      */
     final boolean readTracked(Session session, long off, ByteBuffer dst) throws IOException {
         int len = dst.remaining();
+        FetchTrace trace = FetchTrace.current();
         long t0 = System.nanoTime();
+        trace.requestedAt = t0;
         try (RangeStream in = upstream.openRange(off, len)) {
+            trace.firstByteAt = System.nanoTime();
             if (!session.track(in)) {
                 return false;
             }
@@ -137,7 +127,9 @@ abstract class AbstractChunker implements Chunker {
                 }
             }
         }
-        metrics.remoteRead(upstream.name(), len, System.nanoTime() - t0);
+        long t1 = System.nanoTime();
+        trace.lastByteAt = t1;
+        metrics.remoteRead(upstream.name(), len, t1 - t0);
         return true;
     }
 
@@ -148,13 +140,17 @@ abstract class AbstractChunker implements Chunker {
      */
     final void fetchStream(Session session, long off, int len, LongConsumer landed) throws IOException {
         int batch = Math.max(blockSize, MIN_BATCH);
-        MemorySegment stage = staging(Math.min(STREAM_STAGE, len));
+        FetchTrace trace = FetchTrace.current();
+        MemorySegment stage = trace.staging(Math.min(STREAM_STAGE, len));
         ByteBuffer buf = stage.asByteBuffer();
         long t0 = System.nanoTime();
+        trace.requestedAt = t0;
         try (RangeStream in = upstream.openRange(off, len)) {
+            trace.firstByteAt = System.nanoTime();
             if (!session.track(in)) {
                 return;
             }
+            session.deferToDemand(trace.firstByteAt);
             long written = 0;
             while (written < len) {
                 buf.clear().limit((int) Math.min(buf.capacity(), len - written));
@@ -169,11 +165,20 @@ abstract class AbstractChunker implements Chunker {
                 written += buf.position();
                 if (written == len) {
                     // Before the last readers are released: one who has its bytes sees them counted.
-                    metrics.remoteRead(upstream.name(), len, System.nanoTime() - t0);
+                    long t1 = System.nanoTime();
+                    trace.lastByteAt = t1;
+                    trace.writtenAt = t1;
+                    metrics.remoteRead(upstream.name(), len, t1 - t0);
                 }
                 landed.accept(written);
             }
         }
+        trace.commit(upstream.name(), "stream", off, len);
+    }
+
+    /** The fetch of {@code [off, off+len)} is in the cache and its readers released: a {@link FetchEvent} if wanted. */
+    final void fetched(String kind, long off, long len) {
+        FetchTrace.current().commit(upstream.name(), kind, off, len);
     }
 
     /** A session that will fetch chunk {@code chunkIndex}; not started yet. */
@@ -254,13 +259,16 @@ abstract class AbstractChunker implements Chunker {
 
     /** Joins (or starts) the fetch of every chunk under {@code [from, to)}, then waits for them. */
     private void awaitFetched(long from, long to) throws IOException {
-        long deadline = System.nanoTime() + options.fetchTimeout().toNanos() + READER_GRACE_NANOS;
+        long t0 = System.nanoTime();
+        long deadline = t0 + options.fetchTimeout().toNanos() + READER_GRACE_NANOS;
         long first = from / chunkSize;
         long last = (to - 1) / chunkSize;
         if (first == last) {
             Waiter w = join(first, from - first * chunkSize, to - first * chunkSize);
             if (w != null) {
+                long joined = System.nanoTime();
                 w.await(deadline);
+                missed(w, from, to, t0, joined);
             }
             return;
         }
@@ -286,6 +294,22 @@ abstract class AbstractChunker implements Chunker {
         }
     }
 
+    /** A reader's wait on {@code w}, begun at {@code t0} and handed over at {@code joined}: a {@link MissEvent} if wanted. */
+    private void missed(Waiter w, long from, long to, long t0, long joined) {
+        MissEvent e = new MissEvent();
+        if (!e.isEnabled()) {
+            return;
+        }
+        long now = System.nanoTime();
+        e.upstream = upstream.name();
+        e.offset = from;
+        e.length = to - from;
+        e.wait = now - t0;
+        e.handOver = joined - t0;
+        e.wake = w.releasedAt == 0 ? 0 : now - w.releasedAt;
+        e.commit();
+    }
+
     /** A waiter on chunk {@code c} for {@code [relFrom, relTo)}, or null if those bytes are present. */
     private Waiter join(long c, long relFrom, long relTo) {
         long absFrom = c * chunkSize + relFrom;
@@ -307,7 +331,7 @@ abstract class AbstractChunker implements Chunker {
             return fresh;
         });
         if (s != null) {
-            s.kick();
+            s.kick(joined[0]);
         }
         return joined[0];
     }

@@ -21,6 +21,7 @@ public final class FullFetchChunker extends AbstractChunker {
             void fetch() throws IOException {
                 fetchWhole(this, chunkOff, chunkLen);
                 advance(chunkLen);
+                fetched("whole", chunkOff, chunkLen);
                 complete();
             }
         };

@@ -58,17 +58,35 @@ abstract class Session {
      */
     abstract Waiter join(long relFrom, long relTo);
 
-    /** Starts the fetch on first call; later calls may start more (see request-first). */
-    void kick() {
-        if (started.compareAndSet(false, true)) {
-            long delay = deadlineNanos - System.nanoTime();
-            watchdog = AbstractChunker.WATCHDOG.schedule(this::expire, delay, TimeUnit.NANOSECONDS);
+    /**
+     * Starts the fetch on first call; called by every reader after {@link #join}, outside the
+     * map's lock, with its waiter (null if it needs nothing from this session).
+     */
+    void kick(Waiter w) {
+        if (start()) {
             run();
         }
     }
 
+    /** True once, for the caller that starts the session: its deadline is watched from then on. */
+    final boolean start() {
+        if (!started.compareAndSet(false, true)) {
+            return false;
+        }
+        long delay = deadlineNanos - System.nanoTime();
+        watchdog = AbstractChunker.WATCHDOG.schedule(this::expire, delay, TimeUnit.NANOSECONDS);
+        return true;
+    }
+
     /** Launches the fetch work on fetch threads. */
     abstract void run();
+
+    /**
+     * A read-ahead stream of this session got its first byte at {@code firstByteAt}: a session
+     * whose demand requests are due at the same moment may hold it back until they have landed
+     * (request-first does, bounded). No wait by default.
+     */
+    void deferToDemand(long firstByteAt) {}
 
     /** A piece of fetch work. */
     interface Work {
@@ -88,7 +106,9 @@ abstract class Session {
      * this work (it then goes ahead of queued read-ahead, see {@link FetchThreads}).
      */
     final void runGuarded(Work work, boolean demand) {
+        long queuedAt = System.nanoTime();
         Runnable task = () -> {
+            FetchTrace.current().start(queuedAt, demand);
             try {
                 chunker.cache.retain();
             } catch (RuntimeException e) {

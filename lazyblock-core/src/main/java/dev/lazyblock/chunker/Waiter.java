@@ -21,6 +21,17 @@ final class Waiter {
      * release, the bytes the fetch stored before releasing it).
      */
     private volatile Object outcome;
+    /**
+     * When {@link #release} was called ({@link System#nanoTime()}), 0 before: for {@link MissEvent}.
+     * Written before {@link #outcome}'s volatile write and read after its volatile read.
+     */
+    long releasedAt;
+    /**
+     * Set by the session in {@code join} (under its lock) when this reader's own blocks get a
+     * request of their own, which this reader then launches from {@code kick}, outside the map's
+     * lock. Written and read by the reader's thread only.
+     */
+    boolean fetchesOwn;
 
     Waiter(Session session, long from, long to) {
         this.session = session;
@@ -29,6 +40,7 @@ final class Waiter {
     }
 
     void release() {
+        releasedAt = System.nanoTime();
         outcome = RELEASED;
         LockSupport.unpark(thread);
     }
