@@ -37,8 +37,8 @@ public final class MissEvent extends Event {
     @Timespan(Timespan.NANOSECONDS)
     public long wait;
 
-    @Label("Before fetch")
-    @Description("From the miss to the fetch being handed to a fetch thread (0 if the reader joined a fetch in flight)")
+    @Label("Hand-over")
+    @Description("From the miss to the reader having joined its chunk's fetch (and handed over any request it started)")
     @Timespan(Timespan.NANOSECONDS)
     public long handOver;
 
