@@ -207,7 +207,7 @@ public final class RequestFirstChunker extends AbstractChunker {
          * Called by a stream at its first byte: a priority request sent by then and not yet landed
          * has its first byte due about now too (they went out together), and its reader is blocked
          * on it; the stream's first batches (copies and cache writes) would compete with it for
-         * the CPU (measured: ~60 µs more per NFS-model miss on 2 cores, see the core README).
+         * the CPU (measured: ~70 µs more per NFS-model miss on 2 cores; the README's bench section).
          * So the stream waits for those, at most {@link #DEFER_NANOS}: demand bytes go first on
          * the CPU as they do at the store. Its own bytes wait in the store's stream meanwhile.
          *
