@@ -45,6 +45,11 @@ abstract class AbstractChunker implements Chunker {
 
     static {
         WATCHDOG.setRemoveOnCancelPolicy(true);
+        // Always due within a second, this keeps the head of the watchdog's queue: a fetch's
+        // deadline (a minute out by default) then never becomes the head, and scheduling it never
+        // wakes the watchdog thread, a futex wake and a thread switch on the path of every first
+        // miss of a chunk on an idle host. One empty wake-up a second instead.
+        WATCHDOG.scheduleAtFixedRate(() -> {}, 1, 1, TimeUnit.SECONDS);
     }
 
     /** A stream lands in the cache in batches of at least max(block, this). */
@@ -264,7 +269,7 @@ abstract class AbstractChunker implements Chunker {
         long first = from / chunkSize;
         long last = (to - 1) / chunkSize;
         if (first == last) {
-            Waiter w = join(first, from - first * chunkSize, to - first * chunkSize);
+            Waiter w = join(first, from - first * chunkSize, to - first * chunkSize, true);
             if (w != null) {
                 long joined = System.nanoTime();
                 w.await(deadline);
@@ -272,12 +277,14 @@ abstract class AbstractChunker implements Chunker {
             }
             return;
         }
-        // Join every chunk before waiting on any, so their fetches run in parallel.
+        // Join every chunk before waiting on any, so their fetches run in parallel: only the last
+        // may send its request from this thread, when every other one is out.
         Waiter[] waiters = new Waiter[(int) (last - first + 1)];
         try {
             for (long c = first; c <= last; c++) {
                 long base = c * chunkSize;
-                waiters[(int) (c - first)] = join(c, Math.max(from, base) - base, Math.min(to, base + chunkSize) - base);
+                waiters[(int) (c - first)] = join(c, Math.max(from, base) - base, Math.min(to, base + chunkSize) - base,
+                        c == last);
             }
             for (Waiter w : waiters) {
                 if (w != null) {
@@ -305,13 +312,17 @@ abstract class AbstractChunker implements Chunker {
         e.offset = from;
         e.length = to - from;
         e.wait = now - t0;
-        e.handOver = joined - t0;
+        long sent = w.fetchedOnOwnThread ? FetchTrace.current().requestedAt : 0;
+        e.handOver = (sent != 0 ? sent : joined) - t0;
         e.wake = w.releasedAt == 0 ? 0 : now - w.releasedAt;
         e.commit();
     }
 
-    /** A waiter on chunk {@code c} for {@code [relFrom, relTo)}, or null if those bytes are present. */
-    private Waiter join(long c, long relFrom, long relTo) {
+    /**
+     * A waiter on chunk {@code c} for {@code [relFrom, relTo)}, or null if those bytes are present;
+     * {@code last}: the reader joins no other chunk after this one, so it may fetch on its own thread.
+     */
+    private Waiter join(long c, long relFrom, long relTo, boolean last) {
         long absFrom = c * chunkSize + relFrom;
         Waiter[] joined = new Waiter[1];
         Session s = sessions.compute(c, (key, current) -> {
@@ -331,7 +342,7 @@ abstract class AbstractChunker implements Chunker {
             return fresh;
         });
         if (s != null) {
-            s.kick(joined[0]);
+            s.kick(joined[0], last);
         }
         return joined[0];
     }

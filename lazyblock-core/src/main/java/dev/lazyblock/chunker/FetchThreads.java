@@ -23,6 +23,9 @@ import java.util.concurrent.atomic.LongAdder;
  * its own sandbox's or another's; running work is never preempted. The argument above holds for
  * both lanes: a submitter publishes to one, a thread out of work looks in both.
  *
+ * <p>A reader may run its own demand fetch on its own thread ({@link #tryCallerSlot}): it then
+ * holds a slot like a fetch thread, so the bound counts it.
+ *
  * <p>Chunkers share the process's pool ({@code -Dlazyblock.fetchThreads}, 256) unless their
  * {@link ChunkerOptions#fetchThreads()} name one of their own: a host daemon bounds its fetches
  * with its own, closed with it. After {@link #close()} a new fetch fails at once.
@@ -60,6 +63,22 @@ public final class FetchThreads implements AutoCloseable {
     void executeUrgent(Runnable task) {
         checkOpen();
         urgent.add(task);
+        drain();
+    }
+
+    /**
+     * A slot for a demand fetch its reader runs on its own thread, if one is free now and no
+     * demand fetch is queued for one (those go first); the caller gives it back with
+     * {@link #releaseCallerSlot}. The bound then counts that reader like a fetch thread.
+     */
+    boolean tryCallerSlot() {
+        return !closed && urgent.isEmpty() && slots.tryAcquire();
+    }
+
+    /** Gives back a {@link #tryCallerSlot} slot, and hands it on to waiting work (see the class comment). */
+    void releaseCallerSlot() {
+        completed.increment();
+        slots.release();
         drain();
     }
 

@@ -124,18 +124,40 @@ public final class RequestFirstChunker extends AbstractChunker {
         /**
          * A reader whose blocks got a request of their own sends it, before the first reader
          * starts the streams: the request a reader is blocked on takes the first idle fetch thread.
+         * Where it may ({@link #reserveCaller}), the reader sends it from its own thread instead,
+         * after the streams' hand-over (this thread is busy with its request from then on).
          */
         @Override
-        void kick(Waiter w) {
+        void kick(Waiter w, boolean last) {
             boolean first = start();
             if (w != null && w.fetchesOwn) {
                 w.fetchesOwn = false;
                 long from = w.from;
                 long to = w.to;
-                runGuarded(() -> priority(from, to), true);
+                if (last && reserveCaller()) {
+                    if (first) {
+                        run();
+                    }
+                    w.fetchedOnOwnThread = true;
+                    runOnCaller(() -> priority(from, to, true));
+                    return;
+                }
+                runGuarded(() -> priority(from, to, false), true);
             }
             if (first) {
                 run();
+            }
+        }
+
+        /** Interrupts the readers blocked in their own requests (see {@link Session#stopCallersLocked}). */
+        @Override
+        void stopCallersLocked() {
+            for (Priority p : inFlight) {
+                Thread t = p.caller;
+                if (t != null && t != Thread.currentThread()) {
+                    p.stopped = true;
+                    t.interrupt();
+                }
             }
         }
 
@@ -170,18 +192,26 @@ public final class RequestFirstChunker extends AbstractChunker {
             return Math.min(block * blockSize, chunkLen);
         }
 
-        /** One whole-range request for blocks [from, to), unless a stream brought them meanwhile. */
-        private void priority(long from, long to) throws IOException {
+        /**
+         * One whole-range request for blocks [from, to), unless a stream brought them meanwhile;
+         * {@code onCaller}: from its reader's thread ({@link #runOnCaller}).
+         */
+        private void priority(long from, long to, boolean onCaller) throws IOException {
             Priority p = null;
             lock.lock();
             try {
-                if (allReady(from, to)) {
+                if (allReady(from, to) || endedLocked()) {
                     return;
                 }
                 for (Priority r : inFlight) {
                     if (r.from == from && r.to == to && !r.landed) {
                         p = r;
                         p.sentAt = System.nanoTime();
+                        if (onCaller) {
+                            // Registered under the lock that fail() holds to interrupt, after the
+                            // check that the session has not ended: an interrupt comes now or never.
+                            p.caller = Thread.currentThread();
+                        }
                         break;
                     }
                 }
@@ -190,17 +220,58 @@ public final class RequestFirstChunker extends AbstractChunker {
             }
             long off = chunkOff + byteOf(from);
             int len = (int) (byteOf(to) - byteOf(from));
-            chunker.fetchWhole(this, off, len);
-            publish(from, to, -1);
-            if (p != null) {
-                lock.lock();
-                try {
-                    p.landed = true; // no signal: a deferring stream looks again shortly (see deferToDemand)
-                } finally {
-                    lock.unlock();
-                }
+            Throwable failed = null;
+            try {
+                chunker.fetchWhole(this, off, len);
+            } catch (Throwable t) {
+                failed = t;
             }
+            boolean stopped = onCaller && leftCall(p);
+            if (failed != null) {
+                if (onCaller && !stopped && Thread.currentThread().isInterrupted()) {
+                    // The reader's own caller interrupted it (not this session): its wait ends on
+                    // that, while a fetch thread sends the request again for any other reader.
+                    runGuarded(() -> priority(from, to, false), true);
+                    return;
+                }
+                throw rethrow(failed);
+            }
+            publish(from, to, -1, p);
             chunker.fetched("priority", off, len);
+        }
+
+        private static IOException rethrow(Throwable t) {
+            if (t instanceof RuntimeException r) {
+                throw r;
+            }
+            if (t instanceof Error e) {
+                throw e;
+            }
+            return t instanceof IOException io ? io : new IOException(t);
+        }
+
+        /**
+         * The reader running {@code p} on its own thread has left the store's call: no interrupt
+         * from this session can come after this. Clears the one that came, if any.
+         *
+         * @return whether this session interrupted the reader (it has then failed)
+         */
+        private boolean leftCall(Priority p) {
+            if (p == null) {
+                return false;
+            }
+            boolean stopped;
+            lock.lock();
+            try {
+                p.caller = null;
+                stopped = p.stopped;
+            } finally {
+                lock.unlock();
+            }
+            if (stopped) {
+                Thread.interrupted(); // ours, delivered under the lock before we took it: not the caller's to see
+            }
+            return stopped;
         }
 
         /**
@@ -250,14 +321,17 @@ public final class RequestFirstChunker extends AbstractChunker {
             chunker.fetchStream(this, chunkOff + byteOf(from), (int) (byteOf(to) - byteOf(from)), written -> {
                 long at = chunkOff + byteOf(from) + written == chunkOff + byteOf(to) ? to : from + written / blockSize;
                 if (at > published[0]) {
-                    publish(published[0], at, which);
+                    publish(published[0], at, which, null);
                     published[0] = at;
                 }
             });
         }
 
-        /** Blocks [from, to) are in the cache: release who can go, complete when all are. */
-        private void publish(long from, long to, int stream) {
+        /**
+         * Blocks [from, to) are in the cache: release who can go, complete when all are. From
+         * {@code stream} (0 or 1, else -1), or from priority request {@code landed}, if not null.
+         */
+        private void publish(long from, long to, int stream, Priority landed) {
             int released = 0;
             boolean full;
             lock.lock();
@@ -275,6 +349,9 @@ public final class RequestFirstChunker extends AbstractChunker {
                 }
                 if (stream >= 0) {
                     streamNext[stream] = to;
+                }
+                if (landed != null) {
+                    landed.landed = true; // no signal: a deferring stream looks again shortly (see deferToDemand)
                 }
                 for (int i = waiters.size() - 1; i >= 0; i--) {
                     Waiter w = waiters.get(i);
@@ -313,6 +390,10 @@ public final class RequestFirstChunker extends AbstractChunker {
         long sentAt;
         /** Its blocks are published. */
         boolean landed;
+        /** The reader sending it from its own thread while it is in the store's call, else null. */
+        Thread caller;
+        /** The session interrupted {@link #caller}: it failed while the request was out. */
+        boolean stopped;
 
         Priority(long from, long to) {
             this.from = from;

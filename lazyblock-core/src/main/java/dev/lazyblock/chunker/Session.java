@@ -19,7 +19,8 @@ import java.util.concurrent.locks.ReentrantLock;
  *
  * <p>The fetch runs on the chunker's fetch threads, detached from the reader that started it
  * (other readers share it), under a deadline of its own enforced by a watchdog, and whatever it
- * throws ends in {@link #fail}, which releases its waiters.
+ * throws ends in {@link #fail}, which releases its waiters. A reader's own small request may run
+ * on the reader's thread instead ({@link #runOnCaller}), where the deadline ends it by interrupt.
  */
 abstract class Session {
     final AbstractChunker chunker;
@@ -60,9 +61,11 @@ abstract class Session {
 
     /**
      * Starts the fetch on first call; called by every reader after {@link #join}, outside the
-     * map's lock, with its waiter (null if it needs nothing from this session).
+     * map's lock, with its waiter (null if it needs nothing from this session); {@code last}: the
+     * reader joins no other session before it waits, so this call may run its fetch
+     * ({@link #runOnCaller}), which returns only when the fetch has.
      */
-    void kick(Waiter w) {
+    void kick(Waiter w, boolean last) {
         if (start()) {
             run();
         }
@@ -109,43 +112,87 @@ abstract class Session {
         long queuedAt = System.nanoTime();
         Runnable task = () -> {
             FetchTrace.current().start(queuedAt, demand);
-            try {
-                chunker.cache.retain();
-            } catch (RuntimeException e) {
-                fail(e);
-                return;
-            }
-            try {
-                if (hasEnded()) {
-                    return; // timed out or failed while queued for a fetch thread: nothing to fetch for
-                }
-                // A reader that passed slice's check just before another fetch found the file
-                // truncated may have replaced that fetch's failed session with this one: ask for
-                // nothing more from the store for a cache that can no longer be trusted.
-                IOException failed = chunker.cache.failure();
-                if (failed != null) {
-                    fail(failed);
-                    return;
-                }
-                work.run();
-            } catch (Throwable t) {
-                fail(t);
-            } finally {
-                chunker.cache.release();
-            }
+            guarded(work);
         };
-        FetchThreads pool = chunker.options.fetchThreads() != null ? chunker.options.fetchThreads()
-                : AbstractChunker.FETCHERS;
         try {
             if (demand) {
-                pool.executeUrgent(task);
+                pool().executeUrgent(task);
             } else {
-                pool.execute(task);
+                pool().execute(task);
             }
         } catch (java.util.concurrent.RejectedExecutionException e) {
             fail(e); // the pool is closed: every waiter gets this at once, none waits for its deadline
         }
     }
+
+    /**
+     * Whether the calling reader may run a demand fetch on its own thread, saving the hand-off to
+     * a fetch thread and the wake-up back (two thread switches, ~25 µs on an idle host and up to
+     * ~180 µs on a busy one, see the README's bench section). Only if the store's client honours
+     * interrupts, since this session's deadline and failure then end the call by interrupting the
+     * reader ({@link #stopCallersLocked}); only on a platform thread, since the fetch's staging
+     * memory is kept per thread and virtual readers come and go per request; and only if the
+     * pool has a slot free, which the reader then holds, so the bound counts it.
+     *
+     * @return true if the caller now holds a slot and must call {@link #runOnCaller}
+     */
+    final boolean reserveCaller() {
+        return chunker.upstream.honoursInterrupts() && !Thread.currentThread().isVirtual() && pool().tryCallerSlot();
+    }
+
+    /** Runs demand work on the reader's thread, after {@link #reserveCaller}, then gives the slot back. */
+    final void runOnCaller(Work work) {
+        try {
+            FetchTrace.current().start(System.nanoTime(), true);
+            guarded(work);
+        } finally {
+            pool().releaseCallerSlot();
+        }
+    }
+
+    /**
+     * Runs fetch work on the calling thread: holding a cache lease (so the mapping outlives it even
+     * if the chunker closes meanwhile), and ending the session with whatever it throws.
+     */
+    private void guarded(Work work) {
+        try {
+            chunker.cache.retain();
+        } catch (RuntimeException e) {
+            fail(e);
+            return;
+        }
+        try {
+            if (hasEnded()) {
+                return; // timed out or failed while queued for a fetch thread: nothing to fetch for
+            }
+            // A reader that passed slice's check just before another fetch found the file
+            // truncated may have replaced that fetch's failed session with this one: ask for
+            // nothing more from the store for a cache that can no longer be trusted.
+            IOException failed = chunker.cache.failure();
+            if (failed != null) {
+                fail(failed);
+                return;
+            }
+            work.run();
+        } catch (Throwable t) {
+            fail(t);
+        } finally {
+            chunker.cache.release();
+        }
+    }
+
+    private FetchThreads pool() {
+        FetchThreads own = chunker.options.fetchThreads();
+        return own != null ? own : AbstractChunker.FETCHERS;
+    }
+
+    /**
+     * The session has just ended with an error, under {@link #lock}: interrupt the readers running
+     * its fetches on their own threads ({@link #runOnCaller}), so a call blocked on the store ends
+     * now rather than at its client's own timeout. Each clears its interrupt when it has left the
+     * call. None by default.
+     */
+    void stopCallersLocked() {}
 
     /** Removes a reader that stopped waiting. */
     final void cancel(Waiter w) {
@@ -242,6 +289,7 @@ abstract class Session {
                         chunkOff + chunkLen, chunker.upstream.name(), error.toString());
             }
             failWaiters(error);
+            stopCallersLocked();
             toClose = new ArrayList<>(streams);
             streams.clear();
         } finally {

@@ -32,6 +32,11 @@ final class Waiter {
      * lock. Written and read by the reader's thread only.
      */
     boolean fetchesOwn;
+    /**
+     * This reader sent its own request from its own thread ({@link Session#runOnCaller}): for
+     * {@link MissEvent}, whose hand-over then ends when the request went out. Reader's thread only.
+     */
+    boolean fetchedOnOwnThread;
 
     Waiter(Session session, long from, long to) {
         this.session = session;

@@ -44,6 +44,12 @@ public final class FileUpstream implements Upstream {
         this.channel = FileChannel.open(path, StandardOpenOption.READ);
     }
 
+    /** True: an interrupt closes only this thread's use of the channel, which is reopened for the others (see call). */
+    @Override
+    public boolean honoursInterrupts() {
+        return true;
+    }
+
     @Override
     public String name() {
         return name;

@@ -112,6 +112,12 @@ public final class HttpUpstream implements Upstream {
         return uri;
     }
 
+    /** True: a call waits on the response future, and an interrupt cancels the exchange (see send); a body stream is closed by whoever abandons it. */
+    @Override
+    public boolean honoursInterrupts() {
+        return true;
+    }
+
     @Override
     public String name() {
         return name;

@@ -153,6 +153,12 @@ public final class SimulatedUpstream implements Upstream {
         };
     }
 
+    /** True: its waits park, and end on an interrupt. */
+    @Override
+    public boolean honoursInterrupts() {
+        return true;
+    }
+
     @Override
     public String name() {
         return name;

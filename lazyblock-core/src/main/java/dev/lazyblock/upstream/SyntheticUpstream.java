@@ -27,6 +27,12 @@ public final class SyntheticUpstream implements Upstream {
         return (byte) (word(offset >>> 3) >>> (8 * (offset & 7)));
     }
 
+    /** True: it never blocks. */
+    @Override
+    public boolean honoursInterrupts() {
+        return true;
+    }
+
     @Override
     public String name() {
         return "synthetic://" + size;

@@ -30,6 +30,19 @@ public interface Upstream extends Closeable {
     }
 
     /**
+     * Whether a call of this store's client blocked on the store (waiting for a response or for
+     * body bytes) ends with an {@link java.io.InterruptedIOException} when its thread is
+     * interrupted, and leaves this upstream usable for every other call. A chunker then sends a
+     * reader's own small request from the reader's thread, saving two thread hand-offs per miss,
+     * because it can still end that call at the fetch's deadline. False unless verified: a client
+     * blocked in a plain socket read ignores interrupts, and that reader would then wait for the
+     * client's own timeouts instead of the fetch's deadline.
+     */
+    default boolean honoursInterrupts() {
+        return false;
+    }
+
+    /**
      * Reads exactly {@code dst.remaining()} bytes starting at {@code off} into {@code dst}.
      *
      * @throws UpstreamException if the object ends before {@code off + dst.remaining()} (a short

@@ -28,6 +28,12 @@ class TestUpstream implements Upstream {
     volatile int maxDelayMicros;
     volatile boolean stall;
     /**
+     * What {@link #honoursInterrupts()} says: true, since every wait here ends on an interrupt,
+     * so chunkers may send a reader's request from its own thread; false to keep every request
+     * on fetch threads.
+     */
+    volatile boolean honoursInterrupts = true;
+    /**
      * Like a store that answers, then stops sending mid-body: {@code readFully} delivers half and
      * waits for {@link #unstall()} (a blocked socket read that nothing but its own timeout ends);
      * a range stream delivers its first piece, then its reads wait for unstall or close.
@@ -49,6 +55,11 @@ class TestUpstream implements Upstream {
         stall = false;
         stallBody = false;
         unstalled.countDown();
+    }
+
+    @Override
+    public boolean honoursInterrupts() {
+        return honoursInterrupts;
     }
 
     @Override
@@ -79,10 +90,14 @@ class TestUpstream implements Upstream {
         }
     }
 
-    private void pause() {
+    /** A random pause, which an interrupt ends with an error, as a real client's wait would. */
+    private void pause() throws java.io.InterruptedIOException {
         int max = maxDelayMicros;
         if (max > 0) {
             LockSupport.parkNanos(ThreadLocalRandom.current().nextInt(max) * 1000L);
+            if (Thread.currentThread().isInterrupted()) {
+                throw new java.io.InterruptedIOException("interrupted while the store was slow");
+            }
         }
     }
 
@@ -105,6 +120,9 @@ class TestUpstream implements Upstream {
                 }
                 if (System.nanoTime() > deadline) {
                     throw new IOException("stalled for 60 s");
+                }
+                if (Thread.currentThread().isInterrupted()) {
+                    throw new java.io.InterruptedIOException("interrupted while the body stalled");
                 }
                 LockSupport.parkNanos(2_000_000);
             }
