@@ -38,10 +38,13 @@ public final class RandomAccessModel implements AutoCloseable {
      * What one variant measured. Times in µs per reader. Bytes are heap allocated by all threads
      * per iteration: {@code setupBytes} to create the cache and chunker, {@code readBytes} from
      * the readers' start until the chunker is closed (3 reads, the fetch, and the harness's own
-     * task hand-off).
+     * task hand-off). {@code bareMicros}: the same three readers reading the same blocks straight
+     * from a store of the same model, no chunker, one such iteration after each measured one (see
+     * {@link #bareIteration}).
      */
-    public record Result(String backend, ChunkerKind kind, int iterations, double avgMicros, double worstMicros,
-                         double setupBytes, double readBytes, double requestsPerIteration) {}
+    public record Result(String backend, ChunkerKind kind, int iterations, double avgMicros, double p50Micros,
+                         double worstMicros, double setupBytes, double readBytes, double requestsPerIteration,
+                         double bareMicros) {}
 
     public RandomAccessModel(Path dir) {
         this.dir = dir;
@@ -81,8 +84,10 @@ public final class RandomAccessModel implements AutoCloseable {
 
     public Result run(String backend, ChunkerKind kind, int warmup, int iterations) throws Exception {
         long[][] offs = offsets(warmup + iterations);
-        try (SimulatedUpstream up = upstream(backend)) {
+        try (SimulatedUpstream up = upstream(backend); SimulatedUpstream bareStore = upstream(backend)) {
+            long[] all = new long[iterations * READERS];
             double sum = 0;
+            double bare = 0;
             double worst = 0;
             long setup = 0;
             long reads = 0;
@@ -92,18 +97,50 @@ public final class RandomAccessModel implements AutoCloseable {
                     up.resetCounters();
                 }
                 long[] micros = iteration(up, kind, offs[i], i, alloc);
+                long[] bareMicros = bareIteration(bareStore, offs[i]);
                 if (i >= warmup) {
-                    for (long m : micros) {
-                        sum += m;
-                        worst = Math.max(worst, m);
+                    for (int r = 0; r < READERS; r++) {
+                        all[(i - warmup) * READERS + r] = micros[r];
+                        sum += micros[r];
+                        bare += bareMicros[r];
+                        worst = Math.max(worst, micros[r]);
                     }
                     setup += alloc[0];
                     reads += alloc[1];
                 }
             }
-            return new Result(backend, kind, iterations, sum / (iterations * READERS), worst,
-                    (double) setup / iterations, (double) reads / iterations, (double) up.requestCount() / iterations);
+            java.util.Arrays.sort(all);
+            int n = iterations * READERS;
+            return new Result(backend, kind, iterations, sum / n, all[n / 2], worst,
+                    (double) setup / iterations, (double) reads / iterations, (double) up.requestCount() / iterations,
+                    bare / n);
         }
+    }
+
+    /**
+     * The same three readers, released together as in {@link #iteration}, each reading its block
+     * whole straight from {@code store}: what the store alone gives three concurrent readers on
+     * this machine (their timers fire together on its cores), without a chunker. Run after each
+     * measured iteration, so a slow minute of the host weighs on both alike.
+     */
+    private long[] bareIteration(SimulatedUpstream store, long[] offs) throws Exception {
+        @SuppressWarnings("unchecked")
+        Future<Long>[] fs = new Future[READERS];
+        for (int r = 0; r < READERS; r++) {
+            long off = offs[r];
+            fs[r] = readers.submit(() -> {
+                java.nio.ByteBuffer dst = java.nio.ByteBuffer.allocate(BLOCK);
+                start.await();
+                long t0 = System.nanoTime();
+                store.readFully(off, dst);
+                return (System.nanoTime() - t0) / 1000;
+            });
+        }
+        long[] micros = new long[READERS];
+        for (int r = 0; r < READERS; r++) {
+            micros[r] = fs[r].get(2, TimeUnit.MINUTES);
+        }
+        return micros;
     }
 
     /** One iteration: a fresh chunker, three readers released together; their latencies in µs. */

@@ -78,14 +78,16 @@ final class BenchCommand implements Callable<Integer> {
                         + "per iteration, %d iterations (+%d warm-up, after %d JIT warm-up iterations at zero latency) per variant,%n"
                         + "offsets from seed %d.%n"
                         + "Times are µs per reader. ratio = ours / reference (< 1 is faster). limit = TTFB + 4 KiB / bandwidth;%n"
-                        + "floor = a bare 4 KiB read of the simulated store on this machine (the limit plus timer overshoot).%n"
+                        + "floor = a bare 4 KiB read of the simulated store on this machine (the limit plus timer overshoot),%n"
+                        + "one reader alone; bare = the same 3 readers reading the same blocks straight from the store at once,%n"
+                        + "no chunker, one such iteration after each measured one (what the store gives them on these cores).%n"
                         + "Heap bytes allocated by all threads per iteration: setup = cache + chunker, reads = the 3 reads and%n"
                         + "their fetch until close.%n%n",
                 RandomAccessModel.IMAGE >> 20, RandomAccessModel.BLOCK >> 10, RandomAccessModel.READERS,
                 iterations, warmup, jitWarmup, RandomAccessModel.SEED);
-        String head = String.format("%-4s %-14s %8s %8s %8s %6s %8s %7s %8s %7s %8s %8s %8s %8s",
-                "", "chunker", "avg µs", "worst µs", "ref avg", "ratio", "limit", "x limit", "floor", "x floor",
-                "setup B", "reads B", "ref B/op", "req/iter");
+        String head = String.format("%-4s %-14s %8s %8s %8s %8s %6s %8s %7s %8s %7s %8s %6s %8s %8s %8s %8s",
+                "", "chunker", "avg µs", "p50 µs", "worst µs", "ref avg", "ratio", "limit", "x limit", "floor", "x floor",
+                "bare", "x bare", "setup B", "reads B", "ref B/op", "req/iter");
         System.out.println(head);
         System.out.println("-".repeat(head.length()));
         try (RandomAccessModel model = new RandomAccessModel(work)) {
@@ -99,11 +101,12 @@ final class BenchCommand implements Callable<Integer> {
                     RandomAccessModel.Result r = model.run(backend, kind, warmup, iterations);
                     long ref = Reference.avgMicros(backend, kind);
                     long refBytes = Reference.bytesPerOp(backend, kind);
-                    System.out.printf("%-4s %-14s %,8.0f %,8.0f %8s %6s %,8.0f %7.2f %,8.0f %7.2f %,8.0f %,8.0f %8s %8.1f%n",
-                            backend, kind.label(), r.avgMicros(), r.worstMicros(),
+                    System.out.printf("%-4s %-14s %,8.0f %,8.0f %,8.0f %8s %6s %,8.0f %7.2f %,8.0f %7.2f %,8.0f %6.2f %,8.0f %,8.0f %8s %8.1f%n",
+                            backend, kind.label(), r.avgMicros(), r.p50Micros(), r.worstMicros(),
                             ref < 0 ? "-" : String.format("%,d", ref),
                             ref < 0 ? "-" : String.format("%.2f", r.avgMicros() / ref), limit, r.avgMicros() / limit,
-                            floor, r.avgMicros() / floor, r.setupBytes(), r.readBytes(),
+                            floor, r.avgMicros() / floor, r.bareMicros(), r.avgMicros() / r.bareMicros(),
+                            r.setupBytes(), r.readBytes(),
                             refBytes < 0 ? "-" : String.format("%,d", refBytes), r.requestsPerIteration());
                 }
             }
@@ -120,9 +123,10 @@ final class BenchCommand implements Callable<Integer> {
     private void missBreakdown(RandomAccessModel model) throws Exception {
         System.out.printf("%nWhere a request-first miss goes (JFR: dev.lazyblock.Miss paired with the dev.lazyblock.Fetch that%n"
                 + "released it; mean µs per reader over a run of %d iterations apart from the one above). hand-over = the%n"
-                + "reader's path to handing its fetch over; queued = until a fetch thread sends the request; first byte and%n"
-                + "transfer = the store (the model's sleeps plus their overshoot); release = lock and unpark; wake = until%n"
-                + "the reader runs again.%n%n", iterations);
+                + "reader's path until its request goes out (from its own thread: the simulated store honours interrupts);%n"
+                + "queued = until a thread sends it (~0 on the reader's own); first byte and transfer = the store (the%n"
+                + "model's sleeps plus their overshoot); release = lock and unpark; wake = until the reader is back in%n"
+                + "its caller.%n%n", iterations);
         String head = String.format("%-4s %8s %8s %8s %8s %8s", "", "wait", "p50", "p90", "max", "floor")
                 + MissProfile.STAGES.stream().map(st -> String.format(" %11s", st)).reduce("", String::concat)
                 + String.format(" %7s", "pairs");
