@@ -99,9 +99,13 @@ abstract class AbstractChunker implements Chunker {
      * ended.
      */
     final void fetchWhole(Session session, long off, int len) throws IOException {
-        FetchTrace trace = FetchTrace.current();
+        fetchWhole(session, off, len, FetchTrace.current());
+    }
+
+    /** {@link #fetchWhole(Session, long, int)}, staged and recorded in {@code trace}. */
+    final void fetchWhole(Session session, long off, int len, FetchTrace trace) throws IOException {
         MemorySegment stage = trace.staging(len);
-        if (readTracked(session, off, stage.asByteBuffer())) {
+        if (readTracked(session, off, stage.asByteBuffer(), trace)) {
             cache.writeAt(stage, off);
             trace.writtenAt = System.nanoTime();
         }
@@ -116,8 +120,11 @@ abstract class AbstractChunker implements Chunker {
      * @return false if the session had already ended: nothing was read
      */
     final boolean readTracked(Session session, long off, ByteBuffer dst) throws IOException {
+        return readTracked(session, off, dst, FetchTrace.current());
+    }
+
+    private boolean readTracked(Session session, long off, ByteBuffer dst, FetchTrace trace) throws IOException {
         int len = dst.remaining();
-        FetchTrace trace = FetchTrace.current();
         long t0 = System.nanoTime();
         trace.requestedAt = t0;
         try (RangeStream in = upstream.openRange(off, len)) {
@@ -312,8 +319,7 @@ abstract class AbstractChunker implements Chunker {
         e.offset = from;
         e.length = to - from;
         e.wait = now - t0;
-        long sent = w.fetchedOnOwnThread ? FetchTrace.current().requestedAt : 0;
-        e.handOver = (sent != 0 ? sent : joined) - t0;
+        e.handOver = (w.ownRequestAt != 0 ? w.ownRequestAt : joined) - t0;
         e.wake = w.releasedAt == 0 ? 0 : now - w.releasedAt;
         e.commit();
     }

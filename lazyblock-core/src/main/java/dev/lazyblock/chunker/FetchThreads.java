@@ -36,6 +36,12 @@ public final class FetchThreads implements AutoCloseable {
     private final ConcurrentLinkedQueue<Runnable> urgent = new ConcurrentLinkedQueue<>();
     private final ConcurrentLinkedQueue<Runnable> waiting = new ConcurrentLinkedQueue<>();
     private final LongAdder completed = new LongAdder();
+    /**
+     * Traces lent to virtual readers running their own fetch: at most one per slot is out at once,
+     * so at most {@code bound} are ever made, each staging up to the largest request it ran (a
+     * chunk at most), as a fetch thread's own does.
+     */
+    private final ConcurrentLinkedQueue<FetchTrace> traces = new ConcurrentLinkedQueue<>();
     private final int bound;
     private volatile boolean closed;
 
@@ -73,6 +79,16 @@ public final class FetchThreads implements AutoCloseable {
      */
     boolean tryCallerSlot() {
         return !closed && urgent.isEmpty() && slots.tryAcquire();
+    }
+
+    /** A trace for a virtual reader's own fetch, while it holds a {@link #tryCallerSlot} slot. */
+    FetchTrace lendTrace() {
+        FetchTrace t = traces.poll();
+        return t != null ? t : new FetchTrace();
+    }
+
+    void takeBackTrace(FetchTrace t) {
+        traces.offer(t);
     }
 
     /** Gives back a {@link #tryCallerSlot} slot, and hands it on to waiting work (see the class comment). */

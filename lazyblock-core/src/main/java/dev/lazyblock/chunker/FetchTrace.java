@@ -9,7 +9,10 @@ import java.lang.foreign.MemorySegment;
  * running, which become a {@link FetchEvent} when a recording wants one.
  *
  * <p>Confined to its thread (a thread-local): no field is shared, so none needs ordering. Held
- * per thread rather than per fetch so the read path allocates nothing for it.
+ * per thread rather than per fetch so the read path allocates nothing for it. A virtual reader
+ * sending its own request (one thread per request, so a thread-local would be made anew each
+ * time) borrows one from its fetch pool instead and passes it along explicitly; the pool's queue
+ * orders one borrower's writes before the next one's reads.
  */
 final class FetchTrace {
     private static final ThreadLocal<FetchTrace> CURRENT = ThreadLocal.withInitial(FetchTrace::new);

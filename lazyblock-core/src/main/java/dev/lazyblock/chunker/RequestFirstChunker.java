@@ -138,11 +138,10 @@ public final class RequestFirstChunker extends AbstractChunker {
                     if (first) {
                         run();
                     }
-                    w.fetchedOnOwnThread = true;
-                    runOnCaller(() -> priority(from, to, true));
+                    w.ownRequestAt = runOnCaller(trace -> priority(from, to, trace, true));
                     return;
                 }
-                runGuarded(() -> priority(from, to, false), true);
+                runGuarded(() -> priority(from, to, FetchTrace.current(), false), true);
             }
             if (first) {
                 run();
@@ -196,7 +195,7 @@ public final class RequestFirstChunker extends AbstractChunker {
          * One whole-range request for blocks [from, to), unless a stream brought them meanwhile;
          * {@code onCaller}: from its reader's thread ({@link #runOnCaller}).
          */
-        private void priority(long from, long to, boolean onCaller) throws IOException {
+        private void priority(long from, long to, FetchTrace trace, boolean onCaller) throws IOException {
             Priority p = null;
             lock.lock();
             try {
@@ -222,7 +221,7 @@ public final class RequestFirstChunker extends AbstractChunker {
             int len = (int) (byteOf(to) - byteOf(from));
             Throwable failed = null;
             try {
-                chunker.fetchWhole(this, off, len);
+                chunker.fetchWhole(this, off, len, trace);
             } catch (Throwable t) {
                 failed = t;
             }
@@ -231,13 +230,13 @@ public final class RequestFirstChunker extends AbstractChunker {
                 if (onCaller && !stopped && Thread.currentThread().isInterrupted()) {
                     // The reader's own caller interrupted it (not this session): its wait ends on
                     // that, while a fetch thread sends the request again for any other reader.
-                    runGuarded(() -> priority(from, to, false), true);
+                    runGuarded(() -> priority(from, to, FetchTrace.current(), false), true);
                     return;
                 }
                 throw rethrow(failed);
             }
             publish(from, to, -1, p);
-            chunker.fetched("priority", off, len);
+            trace.commit(chunker.upstream.name(), "priority", off, len);
         }
 
         private static IOException rethrow(Throwable t) {

@@ -130,24 +130,40 @@ abstract class Session {
      * a fetch thread and the wake-up back (two thread switches, ~25 µs on an idle host and up to
      * ~180 µs on a busy one, see the README's bench section). Only if the store's client honours
      * interrupts, since this session's deadline and failure then end the call by interrupting the
-     * reader ({@link #stopCallersLocked}); only on a platform thread, since the fetch's staging
-     * memory is kept per thread and virtual readers come and go per request; and only if the
-     * pool has a slot free, which the reader then holds, so the bound counts it.
+     * reader ({@link #stopCallersLocked}); and only if the pool has a slot free, which the reader
+     * then holds, so the bound counts it. Platform and virtual readers alike: a virtual one
+     * borrows its fetch's staging memory from the pool ({@link FetchThreads#lendTrace}).
      *
      * @return true if the caller now holds a slot and must call {@link #runOnCaller}
      */
     final boolean reserveCaller() {
-        return chunker.upstream.honoursInterrupts() && !Thread.currentThread().isVirtual() && pool().tryCallerSlot();
+        return chunker.upstream.honoursInterrupts() && pool().tryCallerSlot();
     }
 
-    /** Runs demand work on the reader's thread, after {@link #reserveCaller}, then gives the slot back. */
-    final void runOnCaller(Work work) {
+    /**
+     * Runs demand work on the reader's thread, after {@link #reserveCaller}, then gives the slot back.
+     *
+     * @return when its request went out ({@link System#nanoTime()}), 0 if it sent none
+     */
+    final long runOnCaller(TracedWork work) {
+        FetchThreads pool = pool();
+        boolean virtual = Thread.currentThread().isVirtual();
+        FetchTrace trace = virtual ? pool.lendTrace() : FetchTrace.current();
         try {
-            FetchTrace.current().start(System.nanoTime(), true);
-            guarded(work);
+            trace.start(System.nanoTime(), true);
+            guarded(() -> work.run(trace));
+            return trace.requestedAt;
         } finally {
-            pool().releaseCallerSlot();
+            if (virtual) {
+                pool.takeBackTrace(trace);
+            }
+            pool.releaseCallerSlot();
         }
+    }
+
+    /** Fetch work given the trace it records into (and stages through). */
+    interface TracedWork {
+        void run(FetchTrace trace) throws Exception;
     }
 
     /**

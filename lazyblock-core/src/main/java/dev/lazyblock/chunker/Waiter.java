@@ -33,10 +33,10 @@ final class Waiter {
      */
     boolean fetchesOwn;
     /**
-     * This reader sent its own request from its own thread ({@link Session#runOnCaller}): for
-     * {@link MissEvent}, whose hand-over then ends when the request went out. Reader's thread only.
+     * When this reader's own request went out from its own thread ({@link Session#runOnCaller}),
+     * 0 if it did not: for {@link MissEvent}, whose hand-over then ends there. Reader's thread only.
      */
-    boolean fetchedOnOwnThread;
+    long ownRequestAt;
 
     Waiter(Session session, long from, long to) {
         this.session = session;

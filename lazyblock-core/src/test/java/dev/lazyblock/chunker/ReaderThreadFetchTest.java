@@ -38,7 +38,7 @@ import org.junit.jupiter.api.io.TempDir;
  * client honours interrupts: the session's deadline, failure and close still end that call (by
  * interrupting the reader, whose interrupt is then cleared), the reader's own caller may still
  * interrupt it (a fetch thread then sends the request for the other readers), and the fetch
- * bound counts the reader. Stores that do not honour interrupts, and virtual readers, hand the
+ * bound counts the reader, platform or virtual. Stores that do not honour interrupts hand the
  * request to a fetch thread as before.
  */
 class ReaderThreadFetchTest {
@@ -125,12 +125,12 @@ class ReaderThreadFetchTest {
     }
 
     @Test
-    void aVirtualReadersRequestGoesToAFetchThread() throws Exception {
+    void aVirtualReaderSendsItsOwnRequestAndItsDeadlineStillEndsIt() throws Exception {
         TestUpstream up = new TestUpstream(image);
         AtomicReference<Thread> sender = senderOfTheReadersRequest(up);
-        try (Chunker c = chunker(up, ChunkerOptions.DEFAULTS)) {
+        try (Chunker c = chunker(up, ChunkerOptions.DEFAULTS.withFetchTimeout(Duration.ofMillis(300)))) {
             CompletableFuture<byte[]> got = new CompletableFuture<>();
-            Thread.ofVirtual().start(() -> {
+            Thread reader = Thread.ofVirtual().start(() -> {
                 try {
                     got.complete(read(c, OFF));
                 } catch (Throwable e) {
@@ -138,9 +138,32 @@ class ReaderThreadFetchTest {
                 }
             });
             assertArrayEquals(expected(OFF, BLOCK), got.get(30, TimeUnit.SECONDS));
+            assertSame(reader, sender.get(), "sent by the virtual reader itself");
+
+            // A stalled one on a virtual reader ends at the deadline, its interrupt cleared.
+            up.stall = true;
+            sender.set(null);
+            long off = 2L * CHUNK + OFF;
+            up.onRequest = (o, len) -> {
+                if (o == off && len == BLOCK) {
+                    sender.compareAndSet(null, Thread.currentThread());
+                }
+            };
+            CompletableFuture<Boolean> interruptedAfter = new CompletableFuture<>();
+            Thread stalled = Thread.ofVirtual().start(() -> {
+                try {
+                    IOException e = assertThrows(IOException.class, () -> read(c, off));
+                    assertInstanceOf(FetchTimeoutException.class, e, e.toString());
+                    interruptedAfter.complete(Thread.currentThread().isInterrupted());
+                } catch (Throwable e) {
+                    interruptedAfter.completeExceptionally(e);
+                }
+            });
+            assertFalse(interruptedAfter.get(10, TimeUnit.SECONDS), "the session's interrupt is not left to the caller");
+            assertSame(stalled, sender.get(), "the stalled request was the virtual reader's own");
+        } finally {
+            up.unstall();
         }
-        assertFalse(sender.get().isVirtual());
-        assertTrue(sender.get().getName().startsWith("lazyblock-fetch-"), sender.get().getName());
     }
 
     @Test
