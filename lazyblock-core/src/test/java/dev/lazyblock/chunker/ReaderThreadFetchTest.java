@@ -268,33 +268,13 @@ class ReaderThreadFetchTest {
         TestUpstream up = new TestUpstream(image);
         up.maxDelayMicros = 1500;
         int threads = 8;
-        int reads = 40;
         AtomicInteger interruptsSeen = new AtomicInteger();
         ConcurrentLinkedQueue<Throwable> wrong = new ConcurrentLinkedQueue<>();
         for (int round = 0; round < 4; round++) {
             try (Chunker c = chunker(up, ChunkerOptions.DEFAULTS)) {
-                List<Thread> readers = new ArrayList<>();
                 AtomicBoolean done = new AtomicBoolean();
-                for (int t = 0; t < threads; t++) {
-                    long seed = round * 100L + t;
-                    readers.add(Thread.ofPlatform().daemon().name("reader-" + t).start(() -> {
-                        SplittableRandom rnd = new SplittableRandom(seed);
-                        for (int i = 0; i < reads; i++) {
-                            long off = rnd.nextLong(image.length - BLOCK);
-                            try {
-                                byte[] got = read(c, off);
-                                if (!Arrays.equals(expected(off, BLOCK), got)) {
-                                    wrong.add(new AssertionError("wrong bytes at " + off));
-                                }
-                            } catch (InterruptedIOException e) {
-                                interruptsSeen.incrementAndGet();
-                            } catch (Throwable e) {
-                                wrong.add(e);
-                            }
-                            Thread.interrupted(); // the chaos thread's, whether this read saw it or not
-                        }
-                    }));
-                }
+                List<Thread> readers = startReaders(c, round, threads, 40, InterruptedIOException.class, interruptsSeen,
+                        wrong, true);
                 Thread chaos = Thread.ofPlatform().daemon().start(() -> {
                     SplittableRandom rnd = new SplittableRandom(7);
                     while (!done.get()) {
@@ -302,10 +282,7 @@ class ReaderThreadFetchTest {
                         readers.get(rnd.nextInt(threads)).interrupt();
                     }
                 });
-                for (Thread r : readers) {
-                    r.join(TimeUnit.SECONDS.toMillis(60));
-                    assertFalse(r.isAlive(), r.getName() + " still reading after 60 s");
-                }
+                joinAll(readers);
                 done.set(true);
                 chaos.join(10_000);
                 for (int off = 0; off < image.length; off += CHUNK / 4) {
@@ -313,11 +290,7 @@ class ReaderThreadFetchTest {
                 }
             }
         }
-        if (!wrong.isEmpty()) {
-            AssertionError e = new AssertionError(wrong.size() + " reads failed other than by their interrupt");
-            wrong.forEach(e::addSuppressed);
-            throw e;
-        }
+        throwIfAny(wrong, "reads failed other than by their interrupt");
         assertTrue(interruptsSeen.get() > 0, "the chaos thread interrupted no read: the test tested nothing");
     }
 
@@ -336,44 +309,64 @@ class ReaderThreadFetchTest {
         ConcurrentLinkedQueue<Throwable> wrong = new ConcurrentLinkedQueue<>();
         for (int round = 0; round < 6; round++) {
             try (Chunker c = chunker(up, ChunkerOptions.DEFAULTS)) {
-                List<Thread> readers = new ArrayList<>();
-                for (int t = 0; t < threads; t++) {
-                    long seed = round * 100L + t;
-                    readers.add(Thread.ofPlatform().daemon().name("reader-" + t).start(() -> {
-                        SplittableRandom rnd = new SplittableRandom(seed);
-                        for (int i = 0; i < 30; i++) {
-                            long off = rnd.nextLong(image.length - BLOCK);
-                            try {
-                                byte[] got = read(c, off);
-                                if (!Arrays.equals(expected(off, BLOCK), got)) {
-                                    wrong.add(new AssertionError("wrong bytes at " + off));
-                                }
-                            } catch (UpstreamException e) {
-                                failures.incrementAndGet();
-                            } catch (Throwable e) {
-                                wrong.add(e);
-                            }
-                            if (Thread.currentThread().isInterrupted()) {
-                                wrong.add(new AssertionError("an interrupt was left on " + Thread.currentThread().getName()
-                                        + " after reading " + off));
-                                Thread.interrupted();
-                            }
-                        }
-                    }));
-                }
-                for (Thread r : readers) {
-                    r.join(TimeUnit.SECONDS.toMillis(60));
-                    assertFalse(r.isAlive(), r.getName() + " still reading after 60 s");
-                }
+                joinAll(startReaders(c, round, threads, 30, UpstreamException.class, failures, wrong, false));
             }
         }
-        if (!wrong.isEmpty()) {
-            AssertionError e = new AssertionError(wrong.size() + " reads went wrong");
-            wrong.forEach(e::addSuppressed);
-            throw e;
-        }
+        throwIfAny(wrong, "reads went wrong");
         if (failures.get() == 0) {
             fail("no read failed: the test tested nothing");
+        }
+    }
+
+    /**
+     * Starts {@code threads} platform readers of {@code reads} random blocks each: a read gets the
+     * right bytes or an {@code expected} error (counted in {@code seen}); anything else goes to
+     * {@code wrong}. {@code interruptsExpected}: someone interrupts them, so each clears its flag
+     * after a read; otherwise a flag left set after a read is itself wrong.
+     */
+    private List<Thread> startReaders(Chunker c, int round, int threads, int reads, Class<? extends IOException> expected,
+                                      AtomicInteger seen, ConcurrentLinkedQueue<Throwable> wrong,
+                                      boolean interruptsExpected) {
+        List<Thread> readers = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            long seed = round * 100L + t;
+            readers.add(Thread.ofPlatform().daemon().name("reader-" + t).start(() -> {
+                SplittableRandom rnd = new SplittableRandom(seed);
+                for (int i = 0; i < reads; i++) {
+                    long off = rnd.nextLong(image.length - BLOCK);
+                    try {
+                        if (!Arrays.equals(expected(off, BLOCK), read(c, off))) {
+                            wrong.add(new AssertionError("wrong bytes at " + off));
+                        }
+                    } catch (Throwable e) {
+                        if (expected.isInstance(e)) {
+                            seen.incrementAndGet();
+                        } else {
+                            wrong.add(e);
+                        }
+                    }
+                    if (Thread.interrupted() && !interruptsExpected) {
+                        wrong.add(new AssertionError("an interrupt was left on " + Thread.currentThread().getName()
+                                + " after reading " + off));
+                    }
+                }
+            }));
+        }
+        return readers;
+    }
+
+    private static void joinAll(List<Thread> readers) throws InterruptedException {
+        for (Thread r : readers) {
+            r.join(TimeUnit.SECONDS.toMillis(60));
+            assertFalse(r.isAlive(), r.getName() + " still reading after 60 s");
+        }
+    }
+
+    private static void throwIfAny(ConcurrentLinkedQueue<Throwable> wrong, String what) {
+        if (!wrong.isEmpty()) {
+            AssertionError e = new AssertionError(wrong.size() + " " + what);
+            wrong.forEach(e::addSuppressed);
+            throw e;
         }
     }
 }
