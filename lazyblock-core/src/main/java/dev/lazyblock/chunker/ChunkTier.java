@@ -1,5 +1,6 @@
 package dev.lazyblock.chunker;
 
+import dev.lazyblock.content.ContentKey;
 import java.io.Closeable;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -117,7 +118,34 @@ public final class ChunkTier implements Closeable {
      *         none, or a truncated or corrupt one (counted, and replaced by the next write)
      */
     public boolean read(String build, long chunk, MemorySegment dst) {
-        Path f = file(build, chunk);
+        return read(file(build, chunk), build, dst);
+    }
+
+    /**
+     * Content-addressed chunks are kept by their hash, whichever build they came from: in
+     * {@code <dir>/content-<first 2 hex>/<hash>.chunk}, 256 groups the disk budget counts and
+     * evicts like builds (nobody pins them: a chunk a reader still needs is refetched).
+     */
+    public static String contentGroup(ContentKey key) {
+        return "content-" + key.hex().substring(0, 2);
+    }
+
+    /** Where the content-addressed chunk {@code key} lives. */
+    public Path file(ContentKey key) {
+        return dir.resolve(contentGroup(key)).resolve(key.hex() + SUFFIX);
+    }
+
+    /** {@link #read(String, long, MemorySegment)} of the content-addressed chunk {@code key}. */
+    public boolean read(ContentKey key, MemorySegment dst) {
+        return read(file(key), contentGroup(key), dst);
+    }
+
+    /** {@link #writeBehind(String, long, MemorySegment)} of the content-addressed chunk {@code key}. */
+    public void writeBehind(ContentKey key, MemorySegment src) {
+        writeBehind(file(key), contentGroup(key), key.hex(), src);
+    }
+
+    private boolean read(Path f, String build, MemorySegment dst) {
         try (FileChannel ch = FileChannel.open(f, StandardOpenOption.READ)) {
             long size = ch.size();
             if (size != dst.byteSize() + TRAILER) {
@@ -156,15 +184,19 @@ public final class ChunkTier implements Closeable {
      * {@code build}. Call only with bytes that arrived whole and were verified.
      */
     public void writeBehind(String build, long chunk, MemorySegment src) {
+        writeBehind(file(build, chunk), build, chunk + " of build " + build, src);
+    }
+
+    private void writeBehind(Path target, String build, String what, MemorySegment src) {
         byte[] copy = src.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
         pending.incrementAndGet();
         try {
             writer.execute(() -> {
                 try {
-                    write(build, chunk, copy);
+                    write(target, build, copy);
                 } catch (IOException | RuntimeException e) {
                     dropped.increment();
-                    log.warn("writing chunk {} of build {} to the tier {} failed: {}", chunk, build, dir, e.toString());
+                    log.warn("writing chunk {} to the tier {} failed: {}", what, dir, e.toString());
                 } finally {
                     done();
                 }
@@ -189,9 +221,12 @@ public final class ChunkTier implements Closeable {
      * bad, or a good copy another host wrote meanwhile: replacing that is harmless).
      */
     public void write(String build, long chunk, byte[] bytes) throws IOException {
-        Path target = file(build, chunk);
+        write(file(build, chunk), build, bytes);
+    }
+
+    private void write(Path target, String build, byte[] bytes) throws IOException {
         Path parent = Files.createDirectories(target.getParent());
-        Path tmp = parent.resolve("." + chunk + "." + UUID.randomUUID() + ".tmp");
+        Path tmp = parent.resolve("." + target.getFileName() + "." + UUID.randomUUID() + ".tmp");
         ByteBuffer trailer = ByteBuffer.allocate(TRAILER).order(ByteOrder.LITTLE_ENDIAN);
         trailer.putInt(crc(ByteBuffer.wrap(bytes))).putInt(MAGIC).flip();
         try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {

@@ -1,6 +1,7 @@
 package dev.lazyblock.chunker;
 
 import dev.lazyblock.metrics.Metrics;
+import dev.lazyblock.content.ContentIndex;
 import java.time.Duration;
 
 /**
@@ -11,16 +12,21 @@ import java.time.Duration;
  * @param metrics      where reads and fetches are reported
  * @param fetchThreads where fetches run, and how many at once; null: the process's pool
  */
-public record ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics, FetchThreads fetchThreads) {
+public record ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics, FetchThreads fetchThreads,
+                             ContentIndex contentIndex) {
     public static final int DEFAULT_CHUNK_SIZE = 4 << 20;
     /** Above any single 4 MiB fetch from a healthy store; the NBD I/O timeout (90 s) stays above it. */
     public static final Duration DEFAULT_FETCH_TIMEOUT = Duration.ofSeconds(60);
 
     public static final ChunkerOptions DEFAULTS =
-            new ChunkerOptions(DEFAULT_CHUNK_SIZE, DEFAULT_FETCH_TIMEOUT, Metrics.NONE, null);
+            new ChunkerOptions(DEFAULT_CHUNK_SIZE, DEFAULT_FETCH_TIMEOUT, Metrics.NONE, null, null);
 
     public ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics) {
-        this(chunkSize, fetchTimeout, metrics, null);
+        this(chunkSize, fetchTimeout, metrics, null, null);
+    }
+
+    public ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics, FetchThreads fetchThreads) {
+        this(chunkSize, fetchTimeout, metrics, fetchThreads, null);
     }
 
     public ChunkerOptions {
@@ -36,19 +42,28 @@ public record ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metri
     }
 
     public ChunkerOptions withMetrics(Metrics m) {
-        return new ChunkerOptions(chunkSize, fetchTimeout, m, fetchThreads);
+        return new ChunkerOptions(chunkSize, fetchTimeout, m, fetchThreads, contentIndex);
     }
 
     public ChunkerOptions withFetchTimeout(Duration t) {
-        return new ChunkerOptions(chunkSize, t, metrics, fetchThreads);
+        return new ChunkerOptions(chunkSize, t, metrics, fetchThreads, contentIndex);
     }
 
     public ChunkerOptions withChunkSize(int size) {
-        return new ChunkerOptions(size, fetchTimeout, metrics, fetchThreads);
+        return new ChunkerOptions(size, fetchTimeout, metrics, fetchThreads, contentIndex);
     }
 
     /** Fetches run on {@code pool} (a daemon's own bound) instead of the process's. */
     public ChunkerOptions withFetchThreads(FetchThreads pool) {
-        return new ChunkerOptions(chunkSize, fetchTimeout, metrics, pool);
+        return new ChunkerOptions(chunkSize, fetchTimeout, metrics, pool, contentIndex);
+    }
+
+    /**
+     * Content-addressed builds opened with these options find chunks other open builds hold in
+     * {@code index} (one per host or daemon) and copy them locally instead of fetching them; null:
+     * none.
+     */
+    public ChunkerOptions withContentIndex(ContentIndex index) {
+        return new ChunkerOptions(chunkSize, fetchTimeout, metrics, fetchThreads, index);
     }
 }

@@ -341,6 +341,9 @@ abstract class Session {
         if (t instanceof dev.lazyblock.frame.CorruptFrameException c) {
             return new dev.lazyblock.frame.CorruptFrameException(c);
         }
+        if (t instanceof dev.lazyblock.content.CorruptChunkException c) {
+            return new dev.lazyblock.content.CorruptChunkException(c);
+        }
         if (t instanceof CacheClosedException c) {
             throw new CacheClosedException(c.getMessage(), c);
         }

@@ -3,6 +3,8 @@ package dev.lazyblock.device;
 import dev.lazyblock.cache.DiffMetadata;
 import dev.lazyblock.cache.PresenceBitmap;
 import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.content.ContentTable;
+import dev.lazyblock.content.ContentWriter;
 import dev.lazyblock.device.LayerHeader.Build;
 import dev.lazyblock.device.LayerHeader.Mapping;
 import dev.lazyblock.frame.FrameCodec;
@@ -41,9 +43,11 @@ public final class LayerExporter {
 
     private LayerExporter() {}
 
-    /** What an export produced. */
+    /** What an export produced; {@code content} is what it uploaded of a content-addressed build's chunks (else null). */
     public record Layer(LayerHeader header, String headerKey, String diffKey, long diffBytes, long headerBytes,
-                        long dirtyBlocks, long storedBlocks, long zeroBlocks, long unchangedBlocks) {
+                        long dirtyBlocks, long storedBlocks, long zeroBlocks, long unchangedBlocks,
+                        ContentWriter.Result content) {
+
         /** Bytes of the new build's diff object in the store: {@link #diffBytes} unless compressed. */
         public long storedBytes() {
             for (Build b : header.builds()) {
@@ -77,6 +81,45 @@ public final class LayerExporter {
     }
 
     /**
+     * Whether a new build is stored as one diff object ({@link #NONE}) or as content-addressed
+     * chunks of {@code chunkSize} bytes, each an object named by its hash under the layer's
+     * directory, uploaded only when the store lacks it (header version 3). A {@link Compression}
+     * then compresses chunk by chunk (its frame size does not apply).
+     */
+    public record ContentAddressing(int chunkSize) {
+        public static final ContentAddressing NONE = new ContentAddressing(0);
+
+        public ContentAddressing {
+            if (chunkSize != 0 && (chunkSize < ContentTable.MIN_CHUNK_SIZE || chunkSize > ContentTable.MAX_CHUNK_SIZE
+                    || Integer.bitCount(chunkSize) != 1)) {
+                throw new IllegalArgumentException("content chunk size must be a power of two in ["
+                        + ContentTable.MIN_CHUNK_SIZE / 1024 + " KiB, " + (ContentTable.MAX_CHUNK_SIZE >> 20)
+                        + " MiB], is " + chunkSize);
+            }
+        }
+
+        public static ContentAddressing of(int chunkSize) {
+            return new ContentAddressing(chunkSize);
+        }
+
+        public boolean enabled() {
+            return chunkSize != 0;
+        }
+
+        void check(int blockSize) {
+            if (enabled() && chunkSize % blockSize != 0) {
+                throw new IllegalArgumentException("content chunk size " + chunkSize + " is not a multiple of the block "
+                        + "size " + blockSize);
+            }
+        }
+
+        /** Chunks hashed and uploaded at once: the work is mostly waiting on the store. */
+        int threads(Compression compression) {
+            return Math.max(4, compression.enabled() ? compression.threads() : Runtime.getRuntime().availableProcessors());
+        }
+    }
+
+    /**
      * Publishes a raw image file as a base layer: the file becomes build {@code id}'s diff and a
      * header maps the whole image to it.
      */
@@ -96,6 +139,21 @@ public final class LayerExporter {
      */
     public static Layer publishBase(Path rawImage, int blockSize, ObjectStore store, String dir, LongConsumer hashed,
                                     Compression compression) throws IOException {
+        return publishBase(rawImage, blockSize, store, dir, hashed, compression, ContentAddressing.NONE);
+    }
+
+    /**
+     * {@link #publishBase(Path, int, ObjectStore, String, LongConsumer, Compression)}, the image
+     * stored as {@code content} says: content-addressed, its all-zero chunks become zero
+     * mappings (stored nowhere, reported as holes) and only the chunks the store lacks are
+     * uploaded ({@code hashed} hears the bytes hashed, then the bytes chunked).
+     */
+    public static Layer publishBase(Path rawImage, int blockSize, ObjectStore store, String dir, LongConsumer hashed,
+                                    Compression compression, ContentAddressing content) throws IOException {
+        content.check(blockSize);
+        if (content.enabled()) {
+            return publishContentBase(rawImage, blockSize, store, dir, hashed, compression, content);
+        }
         UUID id = UUID.randomUUID();
         long size = Files.size(rawImage);
         byte[] sha = sha256(rawImage, hashed);
@@ -105,7 +163,7 @@ public final class LayerExporter {
         if (!compression.enabled() || size == 0) {
             LayerHeader header = LayerHeader.base(id, size, blockSize, sha);
             upload(store, diffKey, rawImage, headerKey, header);
-            return new Layer(header, headerKey, diffKey, size, header.toBytes().length, blocks, blocks, 0, 0);
+            return new Layer(header, headerKey, diffKey, size, header.toBytes().length, blocks, blocks, 0, 0, null);
         }
         Path framed = Files.createTempFile(compression.scratch(), id + "-", ".frames");
         try {
@@ -113,10 +171,35 @@ public final class LayerExporter {
             LayerHeader header = new LayerHeader(size, blockSize, id, LayerHeader.NO_PARENT, 0, List.of(build),
                     List.of(new Mapping(0, size, 0, 0)));
             upload(store, diffKey, framed, headerKey, header);
-            return new Layer(header, headerKey, diffKey, size, header.toBytes().length, blocks, blocks, 0, 0);
+            return new Layer(header, headerKey, diffKey, size, header.toBytes().length, blocks, blocks, 0, 0, null);
         } finally {
             Files.deleteIfExists(framed);
         }
+    }
+
+    private static Layer publishContentBase(Path rawImage, int blockSize, ObjectStore store, String dir,
+                                            LongConsumer hashed, Compression compression, ContentAddressing content)
+            throws IOException {
+        UUID id = UUID.randomUUID();
+        long size = Files.size(rawImage);
+        byte[] sha = sha256(rawImage, hashed);
+        ContentWriter.Result r = ContentWriter.write(rawImage, size, content.chunkSize(), compression.codec(),
+                content.threads(compression), store, dir, hashed);
+        ContentTable t = r.table();
+        List<Mapping> mappings = new ArrayList<>();
+        for (int i = 0; i < t.chunks(); i++) {
+            long off = t.uncompressedOffset(i);
+            appendCoalesced(mappings, t.isZero(i) ? Mapping.zero(off, t.uncompressedSize(i))
+                    : new Mapping(off, t.uncompressedSize(i), 0, off));
+        }
+        LayerHeader header = new LayerHeader(size, blockSize, id, LayerHeader.NO_PARENT, 0,
+                List.of(Build.contentAddressed(id, size, sha, t)), mappings);
+        String headerKey = LayeredImage.headerKey(dir, id);
+        upload(store, null, null, headerKey, header); // the chunks are in the store: the header goes last
+        long blocks = (size + blockSize - 1) / blockSize;
+        long zeroBlocks = r.zeroChunks() * (content.chunkSize() / blockSize);
+        return new Layer(header, headerKey, null, size, header.toBytes().length, blocks, blocks - zeroBlocks,
+                Math.min(blocks, zeroBlocks), 0, r);
     }
 
     private static FrameTable compress(Path raw, Path framed, Compression c, LongConsumer progress) throws IOException {
@@ -150,6 +233,18 @@ public final class LayerExporter {
     /** {@link #export(Overlay, LayerHeader, ObjectStore, String, Path, LongConsumer)}, the diff stored as {@code compression} says. */
     public static Layer export(Overlay overlay, LayerHeader parent, ObjectStore store, String dir, Path scratch,
                                LongConsumer compared, Compression compression) throws IOException {
+        return export(overlay, parent, store, dir, scratch, compared, compression, ContentAddressing.NONE);
+    }
+
+    /**
+     * {@link #export(Overlay, LayerHeader, ObjectStore, String, Path, LongConsumer, Compression)},
+     * the diff stored as {@code content} says: content-addressed, only the chunks of the diff the
+     * store lacks are uploaded.
+     */
+    public static Layer export(Overlay overlay, LayerHeader parent, ObjectStore store, String dir, Path scratch,
+                               LongConsumer compared, Compression compression, ContentAddressing content)
+            throws IOException {
+        content.check(overlay.blockSize());
         if (overlay.size() != parent.imageSize() || overlay.blockSize() != parent.blockSize()) {
             throw new IllegalArgumentException("overlay (" + overlay.size() + " bytes, block " + overlay.blockSize()
                     + ") does not sit on this parent (" + parent.imageSize() + " bytes, block " + parent.blockSize() + ")");
@@ -165,23 +260,31 @@ public final class LayerExporter {
             long stored = meta.storedBlocks();
             FrameTable frames = null;
             Path upload = diff;
-            if (compression.enabled() && stored > 0) {
-                framed = Files.createTempFile(scratch, id + "-", ".frames");
-                frames = compress(diff, framed, compression, NO_PROGRESS);
-                upload = framed;
+            ContentWriter.Result chunks = null;
+            Build build;
+            if (content.enabled() && stored > 0) {
+                chunks = ContentWriter.write(diff, meta.diffBytes(), content.chunkSize(), compression.codec(),
+                        content.threads(compression), store, dir, NO_PROGRESS);
+                build = Build.contentAddressed(id, meta.diffBytes(), sha256(diff), chunks.table());
+            } else {
+                if (compression.enabled() && stored > 0) {
+                    framed = Files.createTempFile(scratch, id + "-", ".frames");
+                    frames = compress(diff, framed, compression, NO_PROGRESS);
+                    upload = framed;
+                }
+                build = new Build(id, meta.diffBytes(), sha256(diff), frames);
             }
-            Build build = new Build(id, meta.diffBytes(), sha256(diff), frames);
             LayerHeader header = merge(parent, id, build, overrides);
-            String diffKey = LayeredImage.diffKey(dir, id);
+            String diffKey = stored > 0 && chunks == null ? LayeredImage.diffKey(dir, id) : null;
             String headerKey = LayeredImage.headerKey(dir, id);
-            upload(store, stored > 0 ? diffKey : null, upload, headerKey, header);
-            Layer layer = new Layer(header, headerKey, stored > 0 ? diffKey : null, meta.diffBytes(),
+            upload(store, diffKey, upload, headerKey, header);
+            Layer layer = new Layer(header, headerKey, diffKey, meta.diffBytes(),
                     header.toBytes().length, meta.dirty().cardinality(), stored, meta.empty().cardinality(),
-                    unchanged.cardinality());
+                    unchanged.cardinality(), chunks);
             log.info("exported layer {} over {}: {} blocks written, {} stored ({} bytes), {} zero, {} unchanged; "
-                    + "header {} bytes, {} mappings", id, parent.buildId(), layer.dirtyBlocks() + layer.unchangedBlocks(),
+                    + "header {} bytes, {} mappings{}", id, parent.buildId(), layer.dirtyBlocks() + layer.unchangedBlocks(),
                     stored, meta.diffBytes(), layer.zeroBlocks(), layer.unchangedBlocks(), layer.headerBytes(),
-                    header.mappings().size());
+                    header.mappings().size(), chunks == null ? "" : "; " + chunks);
             return layer;
         } finally {
             Files.deleteIfExists(diff);

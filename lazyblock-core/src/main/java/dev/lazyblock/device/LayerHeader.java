@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.UUID;
 import java.util.zip.CRC32C;
+import dev.lazyblock.content.ContentTable;
 import dev.lazyblock.frame.FrameTable;
 
 /**
@@ -46,6 +47,16 @@ import dev.lazyblock.frame.FrameTable;
  * </pre>
  * A compressed build's size is its uncompressed size (mappings address uncompressed bytes, and
  * its SHA-256 is of them); its diff object is the frames back to back ({@link Build#storedSize}).
+ * Version 3 is version 2 (a frame table entry for every build, raw ones empty) followed by a
+ * content table per build, written only when some build is content-addressed (it then has no
+ * diff object: each chunk is an object of its own, named by its hash, see {@link ContentTable}):
+ * <pre>
+ *      per build, in build order:
+ *        chunk size u32 (0 = not content-addressed, no table), codec id u16, flags u16 = 0,
+ *        chunk count u32
+ *        per chunk: SHA-256 of the stored bytes (32, all zero for a zero chunk), stored size u32,
+ *                   CRC-32C of the uncompressed bytes u32                        = 40 bytes each
+ * </pre>
  * Parsing checks every field and says which one is wrong and why; a header that parses is one
  * a reader can follow without another check.
  */
@@ -55,6 +66,10 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
     public static final int VERSION = 1;
     /** With frame tables: written only when a build is compressed. */
     public static final int VERSION_FRAMES = 2;
+    /** With content tables: written only when a build is content-addressed. */
+    public static final int VERSION_CONTENT = 3;
+    private static final int CONTENT_TABLE_BYTES = 12;
+    private static final int CONTENT_BYTES = 40;
     private static final int FRAME_TABLE_BYTES = 12;
     private static final int FRAME_BYTES = 32;
     private static final byte[] MAGIC = {'L', 'Z', 'B', 'L', 'K', 'H', 'D', 'R'};
@@ -67,9 +82,11 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
 
     /**
      * A diff object: its id names it in the store, its (uncompressed) size and digest check it;
-     * {@code frames} is null for a diff stored raw, else where its compressed frames lie.
+     * {@code frames} is null for a diff stored raw, else where its compressed frames lie;
+     * {@code content} is null but for a content-addressed build, which has no diff object (its
+     * chunks are objects of their own).
      */
-    public record Build(UUID id, long size, byte[] sha256, FrameTable frames) {
+    public record Build(UUID id, long size, byte[] sha256, FrameTable frames, ContentTable content) {
         public Build {
             Objects.requireNonNull(id, "id");
             if (sha256.length != 32) {
@@ -80,20 +97,42 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
                 throw new IllegalArgumentException("build " + id + " has " + size + " bytes, its frame table covers "
                         + frames.size());
             }
+            if (content != null && content.size() != size) {
+                throw new IllegalArgumentException("build " + id + " has " + size + " bytes, its content table covers "
+                        + content.size());
+            }
+            if (frames != null && content != null) {
+                throw new IllegalArgumentException("build " + id + " has both a frame table and a content table: a "
+                        + "content-addressed build compresses chunk by chunk");
+            }
+        }
+
+        /** A build stored raw or in frames. */
+        public Build(UUID id, long size, byte[] sha256, FrameTable frames) {
+            this(id, size, sha256, frames, null);
         }
 
         /** A build stored raw. */
         public Build(UUID id, long size, byte[] sha256) {
-            this(id, size, sha256, null);
+            this(id, size, sha256, null, null);
+        }
+
+        /** A content-addressed build. */
+        public static Build contentAddressed(UUID id, long size, byte[] sha256, ContentTable content) {
+            return new Build(id, size, sha256, null, Objects.requireNonNull(content, "content"));
         }
 
         public boolean compressed() {
             return frames != null;
         }
 
-        /** The diff object's size in the store. */
+        public boolean contentAddressed() {
+            return content != null;
+        }
+
+        /** The diff object's size in the store; for a content-addressed build, its chunks' (a shared one each time). */
         public long storedSize() {
-            return frames == null ? size : frames.compressedSize();
+            return content != null ? content.storedBytes() : frames == null ? size : frames.compressedSize();
         }
 
         @Override
@@ -104,7 +143,7 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
         @Override
         public boolean equals(Object o) {
             return o instanceof Build b && id.equals(b.id) && size == b.size && java.util.Arrays.equals(sha256, b.sha256)
-                    && Objects.equals(frames, b.frames);
+                    && Objects.equals(frames, b.frames) && Objects.equals(content, b.content);
         }
 
         @Override
@@ -115,7 +154,7 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
         @Override
         public String toString() {
             return "Build[" + id + ", " + size + " bytes, sha256 " + HexFormat.of().formatHex(sha256)
-                    + (frames == null ? "" : ", " + frames) + "]";
+                    + (frames == null ? "" : ", " + frames) + (content == null ? "" : ", " + content) + "]";
         }
     }
 
@@ -248,17 +287,24 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
 
     // ------------------------------------------------------------------ binary form
 
-    /** The version {@link #toBytes} writes: 2 if any build is compressed, else 1. */
+    /** The version {@link #toBytes} writes: 3 if any build is content-addressed, else 2 if any is compressed, else 1. */
     public int version() {
-        return builds.stream().anyMatch(Build::compressed) ? VERSION_FRAMES : VERSION;
+        return builds.stream().anyMatch(Build::contentAddressed) ? VERSION_CONTENT
+                : builds.stream().anyMatch(Build::compressed) ? VERSION_FRAMES : VERSION;
     }
 
     public byte[] toBytes() {
         int version = version();
         long tables = 0;
-        if (version == VERSION_FRAMES) {
+        if (version >= VERSION_FRAMES) {
             for (Build build : builds) {
                 tables += FRAME_TABLE_BYTES + (build.compressed() ? (long) build.frames().frames() * FRAME_BYTES : 0);
+            }
+        }
+        if (version == VERSION_CONTENT) {
+            for (Build build : builds) {
+                tables += CONTENT_TABLE_BYTES
+                        + (build.contentAddressed() ? (long) build.content().chunks() * CONTENT_BYTES : 0);
             }
         }
         long total = FIXED + (long) builds.size() * BUILD_BYTES + (long) mappings.size() * MAPPING_BYTES + tables + 4;
@@ -280,7 +326,7 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
             b.putLong(m.offset()).putLong(m.length()).put((byte) (m.isZero() ? 1 : 0)).put(new byte[3])
                     .putInt(m.isZero() ? 0 : m.build()).putLong(m.buildOffset());
         }
-        if (version == VERSION_FRAMES) {
+        if (version >= VERSION_FRAMES) {
             for (Build build : builds) {
                 FrameTable t = build.frames();
                 if (t == null) {
@@ -291,6 +337,20 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
                 for (int i = 0; i < t.frames(); i++) {
                     b.putLong(t.uncompressedOffset(i)).putLong(t.compressedOffset(i)).putInt(t.uncompressedSize(i))
                             .putInt(t.compressedSize(i)).putInt(t.compressedCrc(i)).putInt(t.uncompressedCrc(i));
+                }
+            }
+        }
+        if (version == VERSION_CONTENT) {
+            for (Build build : builds) {
+                ContentTable t = build.content();
+                if (t == null) {
+                    b.putInt(0).putShort((short) 0).putShort((short) 0).putInt(0);
+                    continue;
+                }
+                b.putInt(t.chunkSize()).putShort((short) t.codec()).putShort((short) 0).putInt(t.chunks());
+                for (int i = 0; i < t.chunks(); i++) {
+                    b.put(t.isZero(i) ? new byte[ContentTable.HASH_BYTES] : t.key(i).bytes()).putInt(t.storedSize(i))
+                            .putInt(t.uncompressedCrc(i));
                 }
             }
         }
@@ -316,8 +376,9 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
             throw bad("magic", "expected \"LZBLKHDR\", found " + HexFormat.of().formatHex(magic));
         }
         int version = Short.toUnsignedInt(b.getShort());
-        if (version != VERSION && version != VERSION_FRAMES) {
-            throw bad("version", "this reader knows versions " + VERSION + " and " + VERSION_FRAMES + ", found " + version);
+        if (version != VERSION && version != VERSION_FRAMES && version != VERSION_CONTENT) {
+            throw bad("version", "this reader knows versions " + VERSION + ", " + VERSION_FRAMES + " and "
+                    + VERSION_CONTENT + ", found " + version);
         }
         int flags = Short.toUnsignedInt(b.getShort());
         long length = Integer.toUnsignedLong(b.getInt());
@@ -346,7 +407,7 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
         long buildCount = Integer.toUnsignedLong(b.getInt());
         long mappingCount = Integer.toUnsignedLong(b.getInt());
         long expected = FIXED + buildCount * BUILD_BYTES + mappingCount * MAPPING_BYTES + 4;
-        if (version == VERSION_FRAMES ? expected > bytes.length : expected != bytes.length) {
+        if (version >= VERSION_FRAMES ? expected > bytes.length : expected != bytes.length) {
             throw bad("counts", buildCount + " builds and " + mappingCount + " mappings need " + expected
                     + " bytes, the header has " + bytes.length);
         }
@@ -381,8 +442,11 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
                     default -> throw bad("mapping " + i + " kind", "expected 0 (build) or 1 (zero), found " + kind);
                 });
             }
-            if (version == VERSION_FRAMES) {
-                builds = parseFrameTables(b, builds, bytes.length - 4);
+            if (version >= VERSION_FRAMES) {
+                builds = parseFrameTables(b, builds, bytes.length - 4, version == VERSION_FRAMES);
+            }
+            if (version == VERSION_CONTENT) {
+                builds = parseContentTables(b, builds, bytes.length - 4);
             }
             return new LayerHeader(imageSize, blockSize, id, parent, generation, builds, mappings);
         } catch (BufferUnderflowException e) {
@@ -390,8 +454,11 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
         }
     }
 
-    /** Version 2's frame tables, one per build, ending exactly at {@code end}. */
-    private static List<Build> parseFrameTables(ByteBuffer b, List<Build> builds, int end) {
+    /**
+     * Version 2's frame tables, one per build, ending exactly at {@code end} if {@code last}
+     * (version 2), else before it (version 3's content tables follow).
+     */
+    private static List<Build> parseFrameTables(ByteBuffer b, List<Build> builds, int end, boolean last) {
         List<Build> out = new ArrayList<>(builds.size());
         boolean any = false;
         for (int i = 0; i < builds.size(); i++) {
@@ -451,11 +518,75 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
             }
             any = true;
         }
-        if (b.position() != end) {
+        if (last && b.position() != end) {
             throw bad("frame tables", "end at " + b.position() + ", the checksum is at " + end);
         }
-        if (!any) {
+        if (last && !any) {
             throw bad("version", "version 2 is for headers with a compressed build, this one has none");
+        }
+        return out;
+    }
+
+    /** Version 3's content tables, one per build, ending exactly at {@code end}. */
+    private static List<Build> parseContentTables(ByteBuffer b, List<Build> builds, int end) {
+        List<Build> out = new ArrayList<>(builds.size());
+        boolean any = false;
+        for (int i = 0; i < builds.size(); i++) {
+            Build build = builds.get(i);
+            String what = "build " + i + " content table";
+            if (end - b.position() < CONTENT_TABLE_BYTES) {
+                throw bad(what, "the header ends before it");
+            }
+            int chunkSize = b.getInt();
+            int codec = Short.toUnsignedInt(b.getShort());
+            int flags = Short.toUnsignedInt(b.getShort());
+            long count = Integer.toUnsignedLong(b.getInt());
+            if (flags != 0) {
+                throw bad(what + " flags", "no flags are defined, found " + flags);
+            }
+            if (chunkSize == 0 && codec == 0 && count == 0) {
+                out.add(build); // not content-addressed
+                continue;
+            }
+            if (build.compressed()) {
+                throw bad(what, "the build has a frame table too: a content-addressed build compresses chunk by chunk");
+            }
+            if (chunkSize < ContentTable.MIN_CHUNK_SIZE || chunkSize > ContentTable.MAX_CHUNK_SIZE
+                    || Integer.bitCount(chunkSize) != 1) {
+                throw bad(what + " chunk size", "must be a power of two in [" + ContentTable.MIN_CHUNK_SIZE + ", "
+                        + ContentTable.MAX_CHUNK_SIZE + "], is " + Integer.toUnsignedLong(chunkSize));
+            }
+            long chunks = (build.size() + chunkSize - 1) / chunkSize;
+            if (count != chunks) {
+                throw bad(what + " chunk count", build.size() + " bytes in chunks of " + chunkSize + " need " + chunks
+                        + " chunks, the table says " + count);
+            }
+            if (count * CONTENT_BYTES > end - b.position()) {
+                throw bad(what, count + " chunks need " + count * CONTENT_BYTES + " bytes, " + (end - b.position())
+                        + " are left in the header");
+            }
+            int n = (int) count;
+            byte[] hashes = new byte[n * ContentTable.HASH_BYTES];
+            int[] sizes = new int[n];
+            int[] crcs = new int[n];
+            for (int c = 0; c < n; c++) {
+                b.get(hashes, c * ContentTable.HASH_BYTES, ContentTable.HASH_BYTES);
+                sizes[c] = b.getInt();
+                crcs[c] = b.getInt();
+            }
+            try {
+                out.add(Build.contentAddressed(build.id(), build.size(), build.sha256(),
+                        new ContentTable(chunkSize, codec, build.size(), hashes, sizes, crcs)));
+            } catch (IllegalArgumentException e) {
+                throw bad(what, e.getMessage());
+            }
+            any = true;
+        }
+        if (b.position() != end) {
+            throw bad("content tables", "end at " + b.position() + ", the checksum is at " + end);
+        }
+        if (!any) {
+            throw bad("version", "version 3 is for headers with a content-addressed build, this one has none");
         }
         return out;
     }

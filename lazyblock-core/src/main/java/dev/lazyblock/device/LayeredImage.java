@@ -3,6 +3,9 @@ package dev.lazyblock.device;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkTier;
+import dev.lazyblock.chunker.ContentChunker;
+import dev.lazyblock.content.ContentObjects;
+import dev.lazyblock.content.ContentTable;
 import dev.lazyblock.chunker.DiskBudget;
 import dev.lazyblock.chunker.FrameChunker;
 import dev.lazyblock.frame.FrameCodec;
@@ -29,7 +32,8 @@ import java.util.UUID;
  *
  * <p>Objects are found by convention next to the header: build {@code id}'s diff is
  * {@code <dir>/<id>.diff} and a layer's header {@code <dir>/<id>.header}, where {@code dir} is the
- * header key's directory.
+ * header key's directory; a content-addressed build's chunks are {@code <dir>/chunks/<hh>/<hash>}
+ * ({@link dev.lazyblock.content.ContentKey#objectKey}), shared by every layer under {@code dir}.
  */
 public final class LayeredImage implements Device {
     /** Headers are small (a few KiB to MiB); this bounds what a corrupt size makes us read. */
@@ -165,6 +169,9 @@ public final class LayeredImage implements Device {
      */
     public static OpenedBuild openBuild(ObjectStore store, String diffKey, Build b, int blockSize, ChunkerKind kind,
                                         ChunkerOptions options, CacheFactory caches, ChunkTier tier) throws IOException {
+        if (b.contentAddressed()) {
+            return openContentBuild(store, diffKey, b, blockSize, options, caches, tier);
+        }
         Upstream up = store.open(diffKey);
         try {
             long actual = up.size();
@@ -195,6 +202,31 @@ public final class LayeredImage implements Device {
             } catch (IOException suppressed) {
                 e.addSuppressed(suppressed);
             }
+            throw e;
+        }
+    }
+
+    /**
+     * A content-addressed build has no diff object: its chunks are objects of their own under
+     * the header's directory ({@link ContentChunker}), found in this host's other open builds
+     * through {@code options}' content index, then in the tier, then in the store.
+     */
+    private static OpenedBuild openContentBuild(ObjectStore store, String diffKey, Build b, int blockSize,
+                                                ChunkerOptions options, CacheFactory caches, ChunkTier tier)
+            throws IOException {
+        ContentTable table = b.content();
+        FrameCodec codec = table.codec() == 0 ? null : FrameCodecs.byId(table.codec());
+        SparseCache cache = caches.create(store.name() + "/" + diffKey, b.size(), blockSize);
+        try {
+            DiskBudget budget = tier == null ? null : tier.budget();
+            if (budget != null) {
+                budget.count(cache);
+            }
+            String dir = dirOf(diffKey);
+            Chunker c = new ContentChunker(store, dir, b.id().toString(), table, codec, cache, options, tier);
+            return new OpenedBuild(new ContentObjects(store, dir, table), c);
+        } catch (RuntimeException e) {
+            cache.close();
             throw e;
         }
     }

@@ -13,6 +13,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
+import dev.lazyblock.content.ContentTable;
 import dev.lazyblock.frame.FrameTable;
 import java.util.SplittableRandom;
 import java.util.UUID;
@@ -119,7 +120,8 @@ class LayerHeaderTest {
                 List.of(new Mapping(0, 4 * B, 0, 0), Mapping.zero(4 * B, 2 * B), new Mapping(6 * B, 4 * B, 0, 6 * B)));
         int maps = 80 + 56; // first mapping's offset
         assertRejected(withField(h, 0, 'X', 1), "magic");
-        assertRejected(withField(h, 8, 3, 1), "version");
+        assertRejected(withField(h, 8, 4, 1), "version");
+        assertRejected(withField(h, 8, 3, 1), "frame table"); // version 3 without its tables
         assertRejected(withField(h, 8, 2, 1), "frame table"); // version 2 without its frame tables
         assertRejected(withField(h, 24, 3000, 4), "block size");
         assertRejected(withField(h, maps + 32, 3 * B, 8), "overlaps or is out of order");      // 2nd starts inside the 1st
@@ -188,5 +190,75 @@ class LayerHeaderTest {
         assertRejected(withField(h, tables + 12 + 20, 0, 4), "compressed size must be > 0");
         assertRejected(withField(h, tables + 2, 1, 2), "reserved");
         assertThrows(IllegalArgumentException.class, () -> new Build(id, 4 * B, sha, table(3 * B, 2 * B, 1)));
+    }
+
+    static ContentTable contentTable(long size, int chunkSize, int codec, long seed) {
+        int n = (int) ((size + chunkSize - 1) / chunkSize);
+        byte[] hashes = new byte[n * 32];
+        int[] stored = new int[n];
+        int[] crcs = new int[n];
+        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
+        for (int i = 0; i < n; i++) {
+            int len = (int) Math.min(chunkSize, size - (long) i * chunkSize);
+            if (i % 3 == 1) {
+                continue; // a zero chunk: no hash, stored nowhere
+            }
+            for (int j = 0; j < 32; j++) {
+                hashes[i * 32 + j] = (byte) r.nextInt();
+            }
+            stored[i] = codec == 0 ? len : 1 + r.nextInt(len);
+            crcs[i] = r.nextInt();
+        }
+        return new ContentTable(chunkSize, codec, size, hashes, stored, crcs);
+    }
+
+    /** A content-addressed build makes a version 3 header that parses back to the same tables, beside raw and framed builds. */
+    @Test
+    void contentTablesRoundTripInVersion3BesideFramedAndRawBuilds() {
+        UUID base = UUID.randomUUID();
+        UUID mid = UUID.randomUUID();
+        UUID top = UUID.randomUUID();
+        byte[] sha = new byte[32];
+        long size = 10L * (64 << 10) + 3 * B;
+        Build raw = new Build(base, size, sha);
+        Build framed = new Build(mid, 3 * B, sha, table(3 * B, 2 * B, 1));
+        Build content = Build.contentAddressed(top, size, sha, contentTable(size, 64 << 10, 1, 3));
+        LayerHeader v3 = new LayerHeader(size, B, top, mid, 2, List.of(raw, framed, content),
+                List.of(new Mapping(0, 3 * B, 1, 0), new Mapping(3 * B, 5 * B, 0, 3 * B),
+                        new Mapping(8 * B, size - 8 * B, 2, 8 * B)));
+        assertEquals(LayerHeader.VERSION_CONTENT, v3.version());
+        byte[] bytes = v3.toBytes();
+        assertEquals(3, java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).getShort(8));
+        LayerHeader back = LayerHeader.parse(bytes);
+        assertEquals(v3, back);
+        assertEquals(content.content(), back.builds().get(2).content());
+        assertTrue(back.builds().get(2).content().isZero(1));
+        assertEquals(null, back.builds().get(0).content());
+        assertEquals(table(3 * B, 2 * B, 1), back.builds().get(1).frames());
+        // Raw content chunks: stored sizes are the chunk sizes.
+        Build rawContent = Build.contentAddressed(top, size, sha, contentTable(size, 64 << 10, 0, 4));
+        LayerHeader h = new LayerHeader(size, B, top, null, 0, List.of(rawContent), List.of(new Mapping(0, size, 0, 0)));
+        assertEquals(h, LayerHeader.parse(h.toBytes()));
+    }
+
+    /** Content tables that do not tile their build, or break the zero-chunk rule, are named and refused. */
+    @Test
+    void badContentTablesAreRefused() {
+        UUID id = UUID.randomUUID();
+        byte[] sha = new byte[32];
+        long size = 4L * (64 << 10);
+        Build content = Build.contentAddressed(id, size, sha, contentTable(size, 64 << 10, 1, 5));
+        LayerHeader h = new LayerHeader(size, B, id, null, 0, List.of(content), List.of(new Mapping(0, size, 0, 0)));
+        int tables = 80 + 56 + 32 + 12; // after one build, one mapping and its (empty) frame table entry
+        assertRejected(withField(h, tables, 100_000, 4), "chunk size");
+        assertRejected(withField(h, tables, 32 << 10, 4), "chunk size");
+        assertRejected(withField(h, tables + 8, 5, 4), "chunk count");
+        assertRejected(withField(h, tables + 6, 1, 2), "flags");
+        assertRejected(withField(h, tables + 12 + 40 + 32, 77, 4), "all-zero hash"); // chunk 1, a zero chunk, stored
+        assertRejected(withField(h, tables + 12 + 32, 0, 4), "only zero chunks"); // chunk 0: a hash but stored in none
+        assertThrows(IllegalArgumentException.class, () -> Build.contentAddressed(id, size + B, sha,
+                contentTable(size, 64 << 10, 1, 5)));
+        assertThrows(IllegalArgumentException.class, () -> new Build(id, 3 * B, sha, table(3 * B, 2 * B, 1),
+                contentTable(3 * B, 64 << 10, 1, 5)));
     }
 }
