@@ -27,10 +27,14 @@ import picocli.CommandLine.Parameters;
                 "the environment). Serve it with `lazyblock serve DEST/<build>.header`;",
                 "layers on top come from `serve --writable --export-layer`. Progress on a",
                 "terminal, else one summary line. --compress zstd|lz4 stores the diff in",
-                "independently compressed, checksummed 2 MiB frames (header version 2)."},
+                "independently compressed, checksummed 2 MiB frames (header version 2).",
+                "--content-addressed stores it as chunks named by their SHA-256 under DEST/chunks/,",
+                "uploading only those DEST lacks: images built from the same files share them",
+                "(header version 3; with --compress, each chunk is compressed on its own)."},
         footer = {"", "Examples:",
                 "  lazyblock export rootfs.ext4 /srv/layers/vm1",
                 "  lazyblock export rootfs.ext4 s3://bucket/images/vm1 --compress zstd",
+                "  lazyblock export rootfs.ext4 s3://bucket/images --content-addressed --chunk-kib 512",
                 "  lazyblock serve /srv/layers/vm1/<build>.header --writable --export-layer"})
 final class ExportCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "FILE", description = "The raw image file to publish.")
@@ -52,6 +56,15 @@ final class ExportCommand implements Callable<Integer> {
                     + "smaller frames make a miss cheaper and the ratio worse.")
     int frameKib;
 
+    @Option(names = "--content-addressed", description = "Store the image as content-addressed chunks, uploading "
+            + "only the chunks DEST lacks.")
+    boolean contentAddressed;
+
+    @Option(names = "--chunk-kib", paramLabel = "KIB", defaultValue = "4096",
+            description = "With --content-addressed: KiB per chunk, a power of two from 64 to 65536 (default "
+                    + "${DEFAULT-VALUE}); smaller chunks share more between images and cost more requests.")
+    int chunkKib;
+
     @Override
     public Integer call() throws Exception {
         if (!Files.isRegularFile(file)) {
@@ -69,12 +82,34 @@ final class ExportCommand implements Callable<Integer> {
             System.err.println("lazyblock export: --compress: " + e.getMessage());
             return 2;
         }
-        return publish("export", file, dest, blockSize, compression);
+        LayerExporter.ContentAddressing content;
+        try {
+            content = contentAddressing(contentAddressed, chunkKib, blockSize);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock export: --chunk-kib: " + e.getMessage());
+            return 2;
+        }
+        return publish("export", file, dest, blockSize, compression, content);
+    }
+
+    /** What {@code --content-addressed} and {@code --chunk-kib} ask for. */
+    static LayerExporter.ContentAddressing contentAddressing(boolean on, int chunkKib, int blockSize) {
+        if (!on) {
+            return LayerExporter.ContentAddressing.NONE;
+        }
+        long bytes = (long) chunkKib << 10;
+        if (chunkKib <= 0 || bytes > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("must be a power of two from 64 to 65536, got " + chunkKib);
+        }
+        if (bytes % blockSize != 0) {
+            throw new IllegalArgumentException(chunkKib + " KiB is not a multiple of the block size " + blockSize);
+        }
+        return LayerExporter.ContentAddressing.of((int) bytes);
     }
 
     /** Publishes {@code file} as a base layer in {@code dest}; prints what it did; the exit code. */
-    static int publish(String command, Path file, String dest, int blockSize, LayerExporter.Compression compression)
-            throws java.io.IOException {
+    static int publish(String command, Path file, String dest, int blockSize, LayerExporter.Compression compression,
+                       LayerExporter.ContentAddressing content) throws java.io.IOException {
         String scheme = dest.contains("://") ? dest.substring(0, dest.indexOf("://")).toLowerCase(Locale.ROOT) : "file";
         if (scheme.equals("http") || scheme.equals("https")) {
             System.err.println("lazyblock " + command + ": cannot write to " + scheme + "://; DEST is a directory or "
@@ -90,15 +125,15 @@ final class ExportCommand implements Callable<Integer> {
         String dir = LayeredImage.dirOf(at.key());
         try (ObjectStore store = at.store()) {
             long size = Files.size(file);
-            // Hashing reads the file once, compressing once more.
+            // Hashing reads the file once, compressing (or chunking) once more.
             Progress progress = Progress.onTerminal(System.err, command + " " + file.getFileName(),
-                    compression.enabled() ? 2 * size : size);
+                    compression.enabled() || content.enabled() ? 2 * size : size);
             LayerExporter.Layer layer = LayerExporter.publishBase(file, blockSize, store, dir, progress::add,
-                    compression);
+                    compression, content);
             progress.finish();
-            System.out.printf("exported %s as base layer %s: %,d bytes, block %,d%s; header %s%n", file,
+            System.out.printf("exported %s as base layer %s: %,d bytes, block %,d%s%s; header %s%n", file,
                     layer.header().buildId(), size, blockSize, compressionSummary(compression, layer),
-                    store.name() + "/" + layer.headerKey());
+                    layer.content() == null ? "" : "; " + layer.content(), store.name() + "/" + layer.headerKey());
             return 0;
         }
     }

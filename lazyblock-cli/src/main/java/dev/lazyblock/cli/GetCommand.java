@@ -51,6 +51,14 @@ final class GetCommand implements Callable<Integer> {
             description = "With --compress: the layer's block size (default ${DEFAULT-VALUE}).")
     int blockSize;
 
+    @Option(names = "--content-addressed", description = "With --compress: publish as content-addressed chunks, "
+            + "uploading only the chunks OUT lacks (see `export --help`).")
+    boolean contentAddressed;
+
+    @Option(names = "--chunk-kib", paramLabel = "KIB", defaultValue = "4096",
+            description = "With --content-addressed: KiB per chunk (default ${DEFAULT-VALUE}).")
+    int chunkKib;
+
     @Option(names = "--parallel", defaultValue = "8", description = "Chunks in flight (default ${DEFAULT-VALUE}).")
     int parallel;
 
@@ -73,6 +81,17 @@ final class GetCommand implements Callable<Integer> {
             System.err.println("lazyblock get: --compress: " + e.getMessage());
             return 2;
         }
+        dev.lazyblock.device.LayerExporter.ContentAddressing content;
+        try {
+            content = ExportCommand.contentAddressing(contentAddressed, chunkKib, blockSize);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock get: --chunk-kib: " + e.getMessage());
+            return 2;
+        }
+        if (!compression.enabled() && content.enabled()) {
+            System.err.println("lazyblock get: --content-addressed needs --compress (zstd, lz4): without it OUT is a file");
+            return 2;
+        }
         if (!compression.enabled()) {
             out = Path.of(target);
             return download();
@@ -85,7 +104,7 @@ final class GetCommand implements Callable<Integer> {
             return code;
         }
         try {
-            return ExportCommand.publish("get", scratch, target, blockSize, compression);
+            return ExportCommand.publish("get", scratch, target, blockSize, compression, content);
         } finally {
             Files.deleteIfExists(scratch);
         }

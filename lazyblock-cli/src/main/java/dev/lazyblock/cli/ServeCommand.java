@@ -236,7 +236,9 @@ final class ServeCommand implements Callable<Integer> {
             closeLast.add(metricsServer);
             reported = Metrics.both(metrics, new MicrometerMetrics(metricsServer.registry()));
         }
-        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(reported);
+        // One per process: a content-addressed layer's chunks another open build holds are copied, not fetched.
+        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(reported)
+                .withContentIndex(new dev.lazyblock.content.ContentIndex());
         Thread hook = null;
         try {
             Source src = open(image, layered || isHeader(image), caches, kind, options, closeLast);

@@ -56,4 +56,40 @@ class InspectCommandTest {
         assertEquals("1", r[0]);
         assertTrue(r[2].contains("bad layer header: magic"), r[2]);
     }
+
+    /** Two images exported content-addressed into one directory: the second uploads only its new chunks, inspect counts what they share. */
+    @Test
+    void contentAddressedExportsShareChunksAndInspectCountsThem() throws Exception {
+        int chunk = 64 << 10;
+        byte[] a = new byte[8 * chunk];
+        new java.util.SplittableRandom(8).nextBytes(a);
+        byte[] b = a.clone();
+        b[3 * chunk + 7] ^= 1; // one chunk differs
+        Path ra = Files.write(dir.resolve("a.raw"), a);
+        Path rb = Files.write(dir.resolve("b.raw"), b);
+        Path dest = dir.resolve("layers");
+        String[] ea = run("export", ra.toString(), dest.toString(), "--content-addressed", "--chunk-kib", "64");
+        assertEquals("0", ea[0], ea[2]);
+        assertTrue(ea[1].contains("8 chunks of 64 KiB: 8 uploaded"), ea[1]);
+        String[] eb = run("export", rb.toString(), dest.toString(), "--content-addressed", "--chunk-kib", "64");
+        assertEquals("0", eb[0], eb[2]);
+        assertTrue(eb[1].contains("1 uploaded (65536 bytes), 7 already in the store"), eb[1]);
+        String ha = header(ea[1]);
+        String hb = header(eb[1]);
+        String[] r = run("inspect", ha, hb);
+        assertEquals("0", r[0], r[2]);
+        assertTrue(r[1].contains("header     version 3"), r[1]);
+        assertTrue(r[1].matches("(?s).*shared\\s+458,752\\s+7 objects.*"), r[1]);
+        assertTrue(r[1].matches("(?s).*only in this layer\\s+65,536\\s+1 objects.*"), r[1]);
+        assertTrue(r[1].matches("(?s).*only in the other\\s+65,536\\s+1 objects.*"), r[1]);
+        String[] bad = run("export", ra.toString(), dest.toString(), "--content-addressed", "--chunk-kib", "100");
+        assertEquals("2", bad[0]);
+        assertTrue(bad[2].contains("--chunk-kib") && bad[2].contains("power of two"), bad[2]);
+    }
+
+    /** The header path in export's summary line. */
+    private static String header(String out) {
+        int at = out.lastIndexOf("header ");
+        return out.substring(at + "header ".length()).trim();
+    }
 }

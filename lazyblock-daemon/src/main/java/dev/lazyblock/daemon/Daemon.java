@@ -157,7 +157,9 @@ public final class Daemon implements AutoCloseable {
         this.sandboxDir = Files.createDirectories(config.stateDir().resolve("sandboxes"));
         this.fetchers = new FetchThreads(config.maxFetchThreads(), "lazyblockd-fetch-");
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withFetchTimeout(config.fetchTimeout())
-                .withFetchThreads(fetchers);
+                .withFetchThreads(fetchers)
+                // One per daemon: templates whose content-addressed builds share chunks fetch them once.
+                .withContentIndex(new dev.lazyblock.content.ContentIndex());
         this.builds = new BuildRegistry(config.stateDir().resolve("builds"), config.chunker(), options,
                 config.maxBuilds(), config.fetchTimeout());
         if (config.diskBudgetBytes() > 0) {
