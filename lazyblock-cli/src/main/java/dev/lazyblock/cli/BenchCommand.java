@@ -14,7 +14,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /** The benchmark model of the design brief, printed beside the reference's published figures. */
-@Command(name = "bench", mixinStandardHelpOptions = true, subcommands = {NbdBenchCommand.class, TiersBenchCommand.class, DaemonBenchCommand.class},
+@Command(name = "bench", mixinStandardHelpOptions = true, subcommands = {NbdBenchCommand.class, TiersBenchCommand.class, DaemonBenchCommand.class, DedupBenchCommand.class},
         description = {"Replays the reference's BenchmarkRandomAccess (GCS and NFS models x every chunker)",
                 "and a scale run, and prints our figures beside the reference's and the model's limit."},
         footer = {"", "Examples:", "  lazyblock bench", "  lazyblock bench --only random --iterations 100",

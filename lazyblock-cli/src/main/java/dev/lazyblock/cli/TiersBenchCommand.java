@@ -361,7 +361,7 @@ final class TiersBenchCommand implements Callable<Integer> {
         return p.waitFor();
     }
 
-    private static void deleteTree(Path p) throws IOException {
+    static void deleteTree(Path p) throws IOException {
         if (!Files.exists(p)) {
             return;
         }
