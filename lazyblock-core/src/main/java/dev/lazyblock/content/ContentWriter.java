@@ -63,6 +63,17 @@ public final class ContentWriter {
      */
     public static Result write(Path file, long size, int chunkSize, FrameCodec codec, int threads, ObjectStore store,
                                String dir, LongConsumer progress) throws IOException {
+        return write(file, size, chunkSize, codec, threads, store, dir, progress, null);
+    }
+
+    /**
+     * {@link #write(Path, long, int, FrameCodec, int, ObjectStore, String, LongConsumer)} under an
+     * export's lease ({@link ContentLocks}): taken before any chunk is checked, refreshed as the
+     * chunks go (the caller keeps it until the header is written). Null: no lease (nothing
+     * collects garbage under {@code dir} meanwhile).
+     */
+    public static Result write(Path file, long size, int chunkSize, FrameCodec codec, int threads, ObjectStore store,
+                               String dir, LongConsumer progress, ContentLocks.ExportLease lease) throws IOException {
         FrameCodec c = codec == null || codec.id() == 0 ? null : codec;
         int n = Math.toIntExact((size + chunkSize - 1) / chunkSize);
         byte[] hashes = new byte[Math.multiplyExact(n, ContentTable.HASH_BYTES)];
@@ -118,6 +129,9 @@ public final class ContentWriter {
                 }));
                 if (inFlight.size() >= 2 * workers) {
                     await(inFlight.removeFirst());
+                    if (lease != null) {
+                        lease.refresh();
+                    }
                 }
             }
             for (Future<?> f : inFlight) {

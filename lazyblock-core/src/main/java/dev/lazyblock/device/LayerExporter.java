@@ -3,6 +3,7 @@ package dev.lazyblock.device;
 import dev.lazyblock.cache.DiffMetadata;
 import dev.lazyblock.cache.PresenceBitmap;
 import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.content.ContentLocks;
 import dev.lazyblock.content.ContentTable;
 import dev.lazyblock.content.ContentWriter;
 import dev.lazyblock.device.LayerHeader.Build;
@@ -183,8 +184,17 @@ public final class LayerExporter {
         UUID id = UUID.randomUUID();
         long size = Files.size(rawImage);
         byte[] sha = sha256(rawImage, hashed);
-        ContentWriter.Result r = ContentWriter.write(rawImage, size, content.chunkSize(), compression.codec(),
-                content.threads(compression), store, dir, hashed);
+        try (ContentLocks.ExportLease lease = ContentLocks.ExportLease.acquire(store, dir, ContentLocks.DEFAULT_TTL)) {
+            ContentWriter.Result r = ContentWriter.write(rawImage, size, content.chunkSize(), compression.codec(),
+                    content.threads(compression), store, dir, hashed, lease);
+            return publishContentHeader(blockSize, store, dir, id, size, sha, r, content);
+        }
+    }
+
+    /** The header of a content-addressed base, uploaded under the export's lease (its chunks are in the store). */
+    private static Layer publishContentHeader(int blockSize, ObjectStore store, String dir, UUID id, long size,
+                                              byte[] sha, ContentWriter.Result r, ContentAddressing content)
+            throws IOException {
         ContentTable t = r.table();
         List<Mapping> mappings = new ArrayList<>();
         for (int i = 0; i < t.chunks(); i++) {
@@ -254,6 +264,7 @@ public final class LayerExporter {
         UUID id = UUID.randomUUID();
         Path diff = Files.createTempFile(scratch, id + "-", ".diff");
         Path framed = null;
+        ContentLocks.ExportLease lease = null; // held from the chunks' existence checks to the header
         try {
             DiffMetadata meta = cache.exportToDiff(diff, false, unchanged);
             List<Mapping> overrides = overrides(meta, overlay.size());
@@ -263,8 +274,9 @@ public final class LayerExporter {
             ContentWriter.Result chunks = null;
             Build build;
             if (content.enabled() && stored > 0) {
+                lease = ContentLocks.ExportLease.acquire(store, dir, ContentLocks.DEFAULT_TTL);
                 chunks = ContentWriter.write(diff, meta.diffBytes(), content.chunkSize(), compression.codec(),
-                        content.threads(compression), store, dir, NO_PROGRESS);
+                        content.threads(compression), store, dir, NO_PROGRESS, lease);
                 build = Build.contentAddressed(id, meta.diffBytes(), sha256(diff), chunks.table());
             } else {
                 if (compression.enabled() && stored > 0) {
@@ -290,6 +302,9 @@ public final class LayerExporter {
             Files.deleteIfExists(diff);
             if (framed != null) {
                 Files.deleteIfExists(framed);
+            }
+            if (lease != null) {
+                lease.close();
             }
         }
     }

@@ -81,5 +81,34 @@ public final class DirectoryStore implements ObjectStore {
     }
 
     @Override
+    public java.util.List<Listed> list(String prefix) throws IOException {
+        // Walk from the deepest directory the prefix names; temporary upload files are not objects.
+        int slash = prefix.lastIndexOf('/');
+        Path from = slash < 0 ? root : resolve(prefix.substring(0, slash));
+        if (!Files.isDirectory(from)) {
+            return java.util.List.of();
+        }
+        java.util.List<Listed> out = new java.util.ArrayList<>();
+        try (var s = Files.walk(from)) {
+            for (Path p : s.filter(Files::isRegularFile).toList()) {
+                String key = root.relativize(p).toString().replace(java.io.File.separatorChar, '/');
+                if (!key.startsWith(prefix) || p.getFileName().toString().startsWith(".upload-")) {
+                    continue;
+                }
+                try {
+                    out.add(new Listed(key, Files.size(p), Files.getLastModifiedTime(p).toInstant()));
+                } catch (NoSuchFileException gone) {
+                    // deleted meanwhile
+                }
+            }
+        } catch (java.io.UncheckedIOException e) {
+            if (!(e.getCause() instanceof NoSuchFileException)) {
+                throw e.getCause();
+            }
+        }
+        return out;
+    }
+
+    @Override
     public void close() {}
 }

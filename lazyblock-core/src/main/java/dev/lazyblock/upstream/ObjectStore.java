@@ -31,4 +31,18 @@ public interface ObjectStore extends Closeable {
 
     /** Removes the object at {@code key}; removing a missing object is not an error. */
     void delete(String key) throws IOException;
+
+    /** One object a listing found: its key (relative to the store, as {@link #open} takes it), size and last write. */
+    record Listed(String key, long size, java.time.Instant lastModified) {}
+
+    /**
+     * Every object whose key starts with {@code prefix} (a directory ends in {@code /}), in any
+     * order. What a garbage collector needs: the store's listing must show every object written
+     * before the call began (S3, GCS, Azure and a directory do). Stores that cannot list say so.
+     *
+     * @throws UnsupportedOperationException if this store cannot list its objects
+     */
+    default java.util.List<Listed> list(String prefix) throws IOException {
+        throw new UnsupportedOperationException(name() + " cannot list its objects");
+    }
 }

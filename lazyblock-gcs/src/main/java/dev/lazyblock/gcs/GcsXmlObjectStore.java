@@ -58,6 +58,15 @@ public final class GcsXmlObjectStore implements ObjectStore {
     }
 
     @Override
+    public java.util.List<Listed> list(String keyPrefix) throws IOException {
+        try {
+            return inner.list(keyPrefix);
+        } catch (IOException e) {
+            throw rename(e);
+        }
+    }
+
+    @Override
     public boolean exists(String key) throws IOException {
         try {
             return inner.exists(key);

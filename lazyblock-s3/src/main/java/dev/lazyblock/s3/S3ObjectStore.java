@@ -280,6 +280,21 @@ public final class S3ObjectStore implements ObjectStore {
     }
 
     @Override
+    public List<Listed> list(String keyPrefix) throws IOException {
+        String full = prefix.isEmpty() ? keyPrefix : prefix + "/" + keyPrefix;
+        List<Listed> out = new ArrayList<>();
+        try {
+            for (var o : s3.listObjectsV2Paginator(b -> b.bucket(bucket).prefix(full)).contents()) {
+                String key = prefix.isEmpty() ? o.key() : o.key().substring(prefix.length() + 1);
+                out.add(new Listed(key, o.size(), o.lastModified()));
+            }
+        } catch (RuntimeException e) {
+            throw errors.store("listing s3://" + bucket + "/" + full, e);
+        }
+        return out;
+    }
+
+    @Override
     public boolean exists(String key) throws IOException {
         S3Location at = locate(key);
         try {
