@@ -14,7 +14,7 @@ import picocli.CommandLine.Model.OptionSpec;
                 "cache-dir=DIR for every command, serve.listen=HOST:PORT for one; flags",
                 "win. Credentials come from the environment only."},
         subcommands = {DemoCommand.class, GetCommand.class, WarmCommand.class, ServeCommand.class, ExportCommand.class,
-                InspectCommand.class, BenchCommand.class, DaemonCommand.class, SandboxCommand.class, UffdHolderCommand.class,
+                InspectCommand.class, GcCommand.class, BenchCommand.class, DaemonCommand.class, SandboxCommand.class, UffdHolderCommand.class,
                 CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
                 "  lazyblock serve https://example.com/rootfs.ext4",

@@ -82,6 +82,15 @@ class InspectCommandTest {
         assertTrue(r[1].matches("(?s).*shared\\s+458,752\\s+7 objects.*"), r[1]);
         assertTrue(r[1].matches("(?s).*only in this layer\\s+65,536\\s+1 objects.*"), r[1]);
         assertTrue(r[1].matches("(?s).*only in the other\\s+65,536\\s+1 objects.*"), r[1]);
+        // b's header goes: gc deletes the one chunk only b used, and keeps a's.
+        Files.delete(Path.of(hb));
+        String[] young = run("gc", dest.toString());
+        assertEquals("0", young[0], young[2]);
+        assertTrue(young[1].contains("deleted 0 (0 bytes), 1 unreferenced kept by the grace period"), young[1]);
+        String[] gc = run("gc", dest.toString(), "--grace", "0s");
+        assertEquals("0", gc[0], gc[2]);
+        assertTrue(gc[1].contains("1 headers reference 8 of 9 chunk objects; deleted 1 (65536 bytes)"), gc[1]);
+        assertEquals("0", run("inspect", ha)[0]);
         String[] bad = run("export", ra.toString(), dest.toString(), "--content-addressed", "--chunk-kib", "100");
         assertEquals("2", bad[0]);
         assertTrue(bad[2].contains("--chunk-kib") && bad[2].contains("power of two"), bad[2]);

@@ -9,7 +9,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.content.ContentCollector;
 import dev.lazyblock.content.ContentIndex;
+import dev.lazyblock.content.ContentLocks;
 import dev.lazyblock.content.ContentKey;
 import dev.lazyblock.content.ContentTable;
 import dev.lazyblock.content.CorruptChunkException;
@@ -25,6 +27,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -42,8 +45,9 @@ import software.amazon.awssdk.services.s3.S3Client;
  * image B is A with more real files written into it ({@code debugfs write}: a template with
  * packages installed on top), built and exported as a base of its own, not as a layer of A.
  * B's export uploads exactly the chunks A's did not (counted by listing the bucket), both read
- * back byte for byte, B's shared chunks come from A's open cache, and a chunk object replaced in
- * the bucket is caught by its hash.
+ * back byte for byte, B's shared chunks come from A's open cache, a chunk object replaced in the
+ * bucket is caught by its hash, and once B's header is deleted the collector takes exactly the
+ * chunks only B used.
  */
 class ContentAddressedS3Test {
     static final int B = 4096;
@@ -169,6 +173,18 @@ class ContentAddressedS3Test {
                 assertTrue(e instanceof CorruptChunkException && e.getMessage().contains("not to their name"),
                         e.toString());
                 assertFalse(ib.chunkers().getFirst().cache().isCached(off, B), "nothing of it is marked present");
+            }
+
+            // B is deleted: the collector takes exactly the chunks only B used, A still reads back.
+            store.delete(b.headerKey());
+            ContentCollector.Result gc = ContentCollector.collect(store, "templates", Duration.ZERO,
+                    ContentLocks.DEFAULT_TTL, false);
+            System.out.println("gc on S3: " + gc);
+            assertEquals(onlyB.size(), gc.deleted(), gc.toString());
+            assertEquals(a.content().uploadedChunks(), chunkObjects(s3, chunks));
+            assertEquals(0, chunkObjects(s3, "fleet/templates/locks/"), "no lock left in the bucket");
+            try (LayeredImage ia = open(store, a.headerKey(), ChunkerOptions.DEFAULTS)) {
+                assertArrayEquals(Files.readAllBytes(img[0]), readAll(ia), "A reads back after the collection");
             }
         }
     }

@@ -47,7 +47,7 @@ public final class ConfigValues {
         return null;
     }
 
-    /** Seconds ({@code 30}), {@code 500ms}, {@code 30s}, {@code 2m}, or ISO-8601 ({@code PT30S}). */
+    /** Seconds ({@code 30}), {@code 500ms}, {@code 30s}, {@code 2m}, {@code 1h}, or ISO-8601 ({@code PT30S}). */
     public static Duration duration(String v) {
         String s = v.strip().toLowerCase(Locale.ROOT);
         try {
@@ -63,9 +63,12 @@ public final class ConfigValues {
             if (s.endsWith("m")) {
                 return Duration.ofMinutes(Long.parseLong(s.substring(0, s.length() - 1).strip()));
             }
+            if (s.endsWith("h")) {
+                return Duration.ofHours(Long.parseLong(s.substring(0, s.length() - 1).strip()));
+            }
             return Duration.ofSeconds(Long.parseLong(s));
         } catch (RuntimeException e) {
-            throw new IllegalArgumentException("'" + v + "' is not a duration (30, 500ms, 30s, 2m or PT30S)");
+            throw new IllegalArgumentException("'" + v + "' is not a duration (30, 500ms, 30s, 2m, 1h or PT30S)");
         }
     }
 

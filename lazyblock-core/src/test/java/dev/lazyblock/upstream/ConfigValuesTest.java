@@ -37,11 +37,12 @@ class ConfigValuesTest {
     void durationsAreSecondsUnitsOrIso8601() {
         assertEquals(Duration.ofSeconds(30), ConfigValues.duration("30"));
         assertEquals(Duration.ofMillis(500), ConfigValues.duration("500ms"));
+        assertEquals(Duration.ofHours(2), ConfigValues.duration("2h"));
         assertEquals(Duration.ofSeconds(30), ConfigValues.duration(" 30s"));
         assertEquals(Duration.ofMinutes(2), ConfigValues.duration("2m"));
         assertEquals(Duration.ofSeconds(90), ConfigValues.duration("PT1M30S"));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ConfigValues.duration("soon"));
-        assertEquals("'soon' is not a duration (30, 500ms, 30s, 2m or PT30S)", e.getMessage());
+        assertEquals("'soon' is not a duration (30, 500ms, 30s, 2m, 1h or PT30S)", e.getMessage());
     }
 
     @Test
