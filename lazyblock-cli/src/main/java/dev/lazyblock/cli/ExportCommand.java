@@ -60,6 +60,21 @@ final class ExportCommand implements Callable<Integer> {
             + "only the chunks DEST lacks.")
     boolean contentAddressed;
 
+    @Option(names = "--encrypt", description = "With --content-addressed: encrypt each chunk convergently with the "
+            + "tenant secret in $" + SECRET_ENV + " (at least 16 bytes; never logged or stored): a tenant's images still "
+            + "share chunks, another tenant's do not, and serve needs the same variable to read them.")
+    boolean encrypt;
+
+    /** Where the tenant secret for convergent encryption comes from: the environment only, never a flag. */
+    static final String SECRET_ENV = "LAZYBLOCK_CONTENT_SECRET";
+
+    /** The cipher of the tenant secret in {@link #SECRET_ENV}, or null when it is not set. */
+    static dev.lazyblock.content.ContentCipher contentCipherFromEnv() {
+        String s = System.getenv(SECRET_ENV);
+        return s == null || s.isEmpty() ? null
+                : dev.lazyblock.content.ContentCipher.fromSecret(s.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    }
+
     @Option(names = "--chunk-kib", paramLabel = "KIB", defaultValue = "4096",
             description = "With --content-addressed: KiB per chunk, a power of two from 64 to 65536 (default "
                     + "${DEFAULT-VALUE}); smaller chunks share more between images and cost more requests.")
@@ -88,6 +103,23 @@ final class ExportCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             System.err.println("lazyblock export: --chunk-kib: " + e.getMessage());
             return 2;
+        }
+        if (encrypt) {
+            if (!content.enabled()) {
+                System.err.println("lazyblock export: --encrypt needs --content-addressed");
+                return 2;
+            }
+            try {
+                dev.lazyblock.content.ContentCipher cipher = contentCipherFromEnv();
+                if (cipher == null) {
+                    System.err.println("lazyblock export: --encrypt needs the tenant secret in $" + SECRET_ENV);
+                    return 2;
+                }
+                content = content.encrypted(cipher);
+            } catch (IllegalArgumentException e) {
+                System.err.println("lazyblock export: $" + SECRET_ENV + ": " + e.getMessage());
+                return 2;
+            }
         }
         return publish("export", file, dest, blockSize, compression, content);
     }

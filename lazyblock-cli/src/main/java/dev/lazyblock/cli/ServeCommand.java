@@ -238,7 +238,8 @@ final class ServeCommand implements Callable<Integer> {
         }
         // One per process: a content-addressed layer's chunks another open build holds are copied, not fetched.
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(reported)
-                .withContentIndex(new dev.lazyblock.content.ContentIndex());
+                .withContentIndex(new dev.lazyblock.content.ContentIndex())
+                .withContentCipher(ExportCommand.contentCipherFromEnv()); // encrypted content-addressed layers
         Thread hook = null;
         try {
             Source src = open(image, layered || isHeader(image), caches, kind, options, closeLast);

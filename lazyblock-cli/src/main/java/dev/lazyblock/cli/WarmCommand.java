@@ -78,7 +78,8 @@ final class WarmCommand implements Callable<Integer> {
         }
         Caches caches = new Caches(Files.createDirectories(cacheDir), true);
         CountingMetrics metrics = new CountingMetrics();
-        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics);
+        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics)
+                .withContentCipher(ExportCommand.contentCipherFromEnv()); // encrypted content-addressed layers
         List<AutoCloseable> closeLast = new ArrayList<>();
         try {
             ChunkTier shared = tier.open(caches);

@@ -1,6 +1,7 @@
 package dev.lazyblock.chunker;
 
 import dev.lazyblock.metrics.Metrics;
+import dev.lazyblock.content.ContentCipher;
 import dev.lazyblock.content.ContentIndex;
 import java.time.Duration;
 
@@ -13,20 +14,20 @@ import java.time.Duration;
  * @param fetchThreads where fetches run, and how many at once; null: the process's pool
  */
 public record ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics, FetchThreads fetchThreads,
-                             ContentIndex contentIndex) {
+                             ContentIndex contentIndex, ContentCipher contentCipher) {
     public static final int DEFAULT_CHUNK_SIZE = 4 << 20;
     /** Above any single 4 MiB fetch from a healthy store; the NBD I/O timeout (90 s) stays above it. */
     public static final Duration DEFAULT_FETCH_TIMEOUT = Duration.ofSeconds(60);
 
     public static final ChunkerOptions DEFAULTS =
-            new ChunkerOptions(DEFAULT_CHUNK_SIZE, DEFAULT_FETCH_TIMEOUT, Metrics.NONE, null, null);
+            new ChunkerOptions(DEFAULT_CHUNK_SIZE, DEFAULT_FETCH_TIMEOUT, Metrics.NONE, null, null, null);
 
     public ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics) {
-        this(chunkSize, fetchTimeout, metrics, null, null);
+        this(chunkSize, fetchTimeout, metrics, null, null, null);
     }
 
     public ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metrics, FetchThreads fetchThreads) {
-        this(chunkSize, fetchTimeout, metrics, fetchThreads, null);
+        this(chunkSize, fetchTimeout, metrics, fetchThreads, null, null);
     }
 
     public ChunkerOptions {
@@ -42,20 +43,20 @@ public record ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metri
     }
 
     public ChunkerOptions withMetrics(Metrics m) {
-        return new ChunkerOptions(chunkSize, fetchTimeout, m, fetchThreads, contentIndex);
+        return new ChunkerOptions(chunkSize, fetchTimeout, m, fetchThreads, contentIndex, contentCipher);
     }
 
     public ChunkerOptions withFetchTimeout(Duration t) {
-        return new ChunkerOptions(chunkSize, t, metrics, fetchThreads, contentIndex);
+        return new ChunkerOptions(chunkSize, t, metrics, fetchThreads, contentIndex, contentCipher);
     }
 
     public ChunkerOptions withChunkSize(int size) {
-        return new ChunkerOptions(size, fetchTimeout, metrics, fetchThreads, contentIndex);
+        return new ChunkerOptions(size, fetchTimeout, metrics, fetchThreads, contentIndex, contentCipher);
     }
 
     /** Fetches run on {@code pool} (a daemon's own bound) instead of the process's. */
     public ChunkerOptions withFetchThreads(FetchThreads pool) {
-        return new ChunkerOptions(chunkSize, fetchTimeout, metrics, pool, contentIndex);
+        return new ChunkerOptions(chunkSize, fetchTimeout, metrics, pool, contentIndex, contentCipher);
     }
 
     /**
@@ -64,6 +65,11 @@ public record ChunkerOptions(int chunkSize, Duration fetchTimeout, Metrics metri
      * none.
      */
     public ChunkerOptions withContentIndex(ContentIndex index) {
-        return new ChunkerOptions(chunkSize, fetchTimeout, metrics, fetchThreads, index);
+        return new ChunkerOptions(chunkSize, fetchTimeout, metrics, fetchThreads, index, contentCipher);
+    }
+
+    /** Encrypted content-addressed builds are read with {@code cipher}: their tenant's secret; null: none. */
+    public ChunkerOptions withContentCipher(ContentCipher cipher) {
+        return new ChunkerOptions(chunkSize, fetchTimeout, metrics, fetchThreads, contentIndex, cipher);
     }
 }

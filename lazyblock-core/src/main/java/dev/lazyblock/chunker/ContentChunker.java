@@ -1,6 +1,7 @@
 package dev.lazyblock.chunker;
 
 import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.content.ContentCipher;
 import dev.lazyblock.content.ContentIndex;
 import dev.lazyblock.content.ContentKey;
 import dev.lazyblock.content.ContentObjects;
@@ -12,6 +13,7 @@ import dev.lazyblock.upstream.ObjectStore;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.security.GeneralSecurityException;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 
@@ -24,12 +26,15 @@ import java.security.NoSuchAlgorithmException;
  * (compressed chunks), and must match their uncompressed CRC-32C, and only then are they written
  * into the cache, released and marked present. An all-zero chunk is fetched from nowhere.
  *
+ * <p>Encrypted chunks ({@link ContentCipher}) are checked against their name, then decrypted
+ * with their unwrapped key (the tag authenticates them again), then decompressed.
+ *
  * <p>A chunk that fails a check fails every waiter with {@link CorruptChunkException}, writes and
  * marks nothing, and the next read fetches it again; a bad tier copy is ignored and replaced.
  */
 public final class ContentChunker extends AbstractChunker {
-    /** Per fetch thread, as in {@link FrameChunker}: stored bytes and uncompressed bytes. */
-    private static final ThreadLocal<MemorySegment[]> BUFFERS = ThreadLocal.withInitial(() -> new MemorySegment[2]);
+    /** Per fetch thread, as in {@link FrameChunker}: stored bytes, uncompressed bytes, decrypted compressed bytes. */
+    private static final ThreadLocal<MemorySegment[]> BUFFERS = ThreadLocal.withInitial(() -> new MemorySegment[3]);
     private static final ThreadLocal<MessageDigest> SHA256 = ThreadLocal.withInitial(() -> {
         try {
             return MessageDigest.getInstance("SHA-256");
@@ -45,6 +50,8 @@ public final class ContentChunker extends AbstractChunker {
     private final ChunkTier tier;
     /** Null: no sharing between this host's open builds. */
     private final ContentIndex index;
+    /** Null unless the chunks are encrypted. */
+    private final ContentCipher cipher;
 
     /**
      * @param store where the chunk objects are
@@ -65,6 +72,11 @@ public final class ContentChunker extends AbstractChunker {
         this.codec = codec;
         this.tier = tier;
         this.index = options.contentIndex();
+        this.cipher = table.encrypted() ? options.contentCipher() : null;
+        if (table.encrypted() && cipher == null) {
+            throw new IllegalArgumentException("build " + build + " is encrypted: it can be read only with its tenant's "
+                    + "secret (ChunkerOptions.withContentCipher; serve and warm: LAZYBLOCK_CONTENT_SECRET)");
+        }
         if (index != null) {
             // A kept cache: what it already holds is there for the other builds at once.
             for (int i = 0; i < table.chunks(); i++) {
@@ -115,7 +127,7 @@ public final class ContentChunker extends AbstractChunker {
             cache.writeAt(out, off);
             return true;
         }
-        MemorySegment in = codec == null ? out : buffer(0, table.storedSize(i));
+        MemorySegment in = codec == null && cipher == null ? out : buffer(0, table.storedSize(i));
         if (tier != null) {
             boolean hit = tier.read(key, in);
             if (hit) {
@@ -154,10 +166,23 @@ public final class ContentChunker extends AbstractChunker {
             return corrupt(i, key, "its " + in.byteSize() + " bytes from " + from + " hash to "
                     + ContentKey.of(digest).hex() + ", not to their name");
         }
+        MemorySegment packed = in;
+        if (cipher != null) {
+            packed = codec == null ? out : buffer(2, (int) in.byteSize() - ContentCipher.TAG_BYTES);
+            try {
+                int n = cipher.decrypt(cipher.unwrap(table.wrappedKey(i)), in.asByteBuffer(), packed.asByteBuffer());
+                if (n != packed.byteSize()) {
+                    return corrupt(i, key, "it decrypted to " + n + " bytes, expected " + packed.byteSize());
+                }
+            } catch (GeneralSecurityException e) {
+                return corrupt(i, key, "it does not decrypt with this tenant's secret (" + e.getClass().getSimpleName()
+                        + ")");
+            }
+        }
         if (codec != null) {
             int n;
             try {
-                n = codec.decompress(in, out);
+                n = codec.decompress(packed, out);
             } catch (IOException | RuntimeException | AssertionError e) {
                 return corrupt(i, key, codec.name() + " could not decompress it: " + e);
             }
@@ -165,7 +190,7 @@ public final class ContentChunker extends AbstractChunker {
                 return corrupt(i, key, codec.name() + " decompressed it to " + n + " bytes, expected " + out.byteSize());
             }
         }
-        int crc = FrameTable.crc(out.asByteBuffer());
+        int crc = cipher != null ? 0 : FrameTable.crc(out.asByteBuffer()); // the tag authenticated it
         if (crc != table.uncompressedCrc(i)) {
             return corrupt(i, key, String.format("CRC-32C of the uncompressed bytes is %08x, the header says %08x", crc,
                     table.uncompressedCrc(i)));

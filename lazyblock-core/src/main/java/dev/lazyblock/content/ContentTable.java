@@ -30,8 +30,22 @@ public final class ContentTable {
     private final byte[] hashes;
     private final int[] storedSizes;
     private final int[] uncompressedCrcs;
+    /** Null unless encrypted ({@link ContentCipher}): {@code WRAPPED_BYTES} per chunk, the chunk keys wrapped. */
+    private final byte[] wrappedKeys;
 
     public ContentTable(int chunkSize, int codec, long size, byte[] hashes, int[] storedSizes, int[] uncompressedCrcs) {
+        this(chunkSize, codec, size, hashes, storedSizes, uncompressedCrcs, null);
+    }
+
+    /**
+     * @param wrappedKeys null for chunks stored in the clear; else each chunk's key wrapped
+     *                    ({@link ContentCipher#WRAPPED_BYTES} each, zeros for a zero chunk): its
+     *                    stored bytes are then encrypted (a tag longer than the plain or compressed
+     *                    bytes), and its uncompressed CRC-32C is 0 (a checksum of the plain bytes
+     *                    in the bucket would let anyone confirm a guess; the tag authenticates them)
+     */
+    public ContentTable(int chunkSize, int codec, long size, byte[] hashes, int[] storedSizes, int[] uncompressedCrcs,
+                        byte[] wrappedKeys) {
         if (chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE || Integer.bitCount(chunkSize) != 1) {
             throw new IllegalArgumentException("content chunk size must be a power of two in [" + MIN_CHUNK_SIZE + ", "
                     + MAX_CHUNK_SIZE + "], is " + chunkSize);
@@ -59,10 +73,24 @@ public final class ContentTable {
                         ? " has the all-zero hash of a zero chunk but a stored size of " + storedSizes[i]
                         : " is stored in 0 bytes but has a hash: only zero chunks are stored in none"));
             }
-            if (codec == 0 && storedSizes[i] != 0 && storedSizes[i] != uncompressedSize(chunkSize, size, i)) {
-                throw new IllegalArgumentException("chunk " + i + " is stored raw, so its stored size must be its size "
-                        + uncompressedSize(chunkSize, size, i) + ", is " + storedSizes[i]);
+            int overhead = wrappedKeys == null ? 0 : ContentCipher.TAG_BYTES;
+            if (codec == 0 && storedSizes[i] != 0 && storedSizes[i] != uncompressedSize(chunkSize, size, i) + overhead) {
+                throw new IllegalArgumentException("chunk " + i + " is stored raw" + (overhead == 0 ? "" : ", encrypted")
+                        + ", so its stored size must be " + (uncompressedSize(chunkSize, size, i) + overhead) + ", is "
+                        + storedSizes[i]);
             }
+            if (wrappedKeys != null && storedSizes[i] != 0 && storedSizes[i] <= ContentCipher.TAG_BYTES) {
+                throw new IllegalArgumentException("chunk " + i + " is encrypted in " + storedSizes[i]
+                        + " bytes, no more than its tag");
+            }
+            if (wrappedKeys != null && uncompressedCrcs[i] != 0) {
+                throw new IllegalArgumentException("chunk " + i + " is encrypted, so its uncompressed CRC-32C must be 0 "
+                        + "(not published), is " + Integer.toHexString(uncompressedCrcs[i]));
+            }
+        }
+        if (wrappedKeys != null && wrappedKeys.length != (long) n * ContentCipher.WRAPPED_BYTES) {
+            throw new IllegalArgumentException(n + " encrypted chunks need " + n * ContentCipher.WRAPPED_BYTES
+                    + " bytes of wrapped keys, the table has " + wrappedKeys.length);
         }
         this.chunkSize = chunkSize;
         this.codec = codec;
@@ -70,6 +98,20 @@ public final class ContentTable {
         this.hashes = hashes.clone();
         this.storedSizes = storedSizes.clone();
         this.uncompressedCrcs = uncompressedCrcs.clone();
+        this.wrappedKeys = wrappedKeys == null ? null : wrappedKeys.clone();
+    }
+
+    /** Whether the chunks are stored encrypted ({@link ContentCipher}). */
+    public boolean encrypted() {
+        return wrappedKeys != null;
+    }
+
+    /** Chunk {@code i}'s key, wrapped; only for an encrypted table. */
+    public byte[] wrappedKey(int i) {
+        if (wrappedKeys == null) {
+            throw new IllegalStateException("the chunks are not encrypted");
+        }
+        return Arrays.copyOfRange(wrappedKeys, i * ContentCipher.WRAPPED_BYTES, (i + 1) * ContentCipher.WRAPPED_BYTES);
     }
 
     private static final byte[] ZERO_HASH = new byte[HASH_BYTES];
@@ -141,7 +183,7 @@ public final class ContentTable {
     public boolean equals(Object o) {
         return o instanceof ContentTable t && chunkSize == t.chunkSize && codec == t.codec && size == t.size
                 && Arrays.equals(hashes, t.hashes) && Arrays.equals(storedSizes, t.storedSizes)
-                && Arrays.equals(uncompressedCrcs, t.uncompressedCrcs);
+                && Arrays.equals(uncompressedCrcs, t.uncompressedCrcs) && Arrays.equals(wrappedKeys, t.wrappedKeys);
     }
 
     @Override
@@ -151,7 +193,8 @@ public final class ContentTable {
 
     @Override
     public String toString() {
-        return "ContentTable[" + chunks() + " chunks of " + chunkSize + ", codec " + codec + ", " + size + " bytes, first "
+        return "ContentTable[" + chunks() + " chunks of " + chunkSize + ", codec " + codec + (encrypted() ? ", encrypted" : "")
+                + ", " + size + " bytes, first "
                 + (chunks() == 0 ? "-" : HexFormat.of().formatHex(hashes, 0, 8)) + "]";
     }
 }

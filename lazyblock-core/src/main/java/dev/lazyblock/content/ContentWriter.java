@@ -63,22 +63,25 @@ public final class ContentWriter {
      */
     public static Result write(Path file, long size, int chunkSize, FrameCodec codec, int threads, ObjectStore store,
                                String dir, LongConsumer progress) throws IOException {
-        return write(file, size, chunkSize, codec, threads, store, dir, progress, null);
+        return write(file, size, chunkSize, codec, threads, store, dir, progress, null, null);
     }
 
     /**
      * {@link #write(Path, long, int, FrameCodec, int, ObjectStore, String, LongConsumer)} under an
      * export's lease ({@link ContentLocks}): taken before any chunk is checked, refreshed as the
      * chunks go (the caller keeps it until the header is written). Null: no lease (nothing
-     * collects garbage under {@code dir} meanwhile).
+     * collects garbage under {@code dir} meanwhile). A {@code cipher} (null: none) encrypts each
+     * chunk after compressing it ({@link ContentCipher}).
      */
     public static Result write(Path file, long size, int chunkSize, FrameCodec codec, int threads, ObjectStore store,
-                               String dir, LongConsumer progress, ContentLocks.ExportLease lease) throws IOException {
+                               String dir, LongConsumer progress, ContentLocks.ExportLease lease, ContentCipher cipher)
+            throws IOException {
         FrameCodec c = codec == null || codec.id() == 0 ? null : codec;
         int n = Math.toIntExact((size + chunkSize - 1) / chunkSize);
         byte[] hashes = new byte[Math.multiplyExact(n, ContentTable.HASH_BYTES)];
         int[] stored = new int[n];
         int[] crcs = new int[n];
+        byte[] wrapped = cipher == null ? null : new byte[Math.multiplyExact(n, ContentCipher.WRAPPED_BYTES)];
         // A chunk's first writer in this file uploads it; the others count it as repeated.
         ConcurrentHashMap<ContentKey, Boolean> seen = new ConcurrentHashMap<>();
         LongAdder zero = new LongAdder();
@@ -91,7 +94,7 @@ public final class ContentWriter {
                 Thread.ofPlatform().daemon().name("lazyblock-content-", 0).factory());
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
             List<Future<?>> inFlight = new ArrayList<>();
-            ThreadLocal<Buffers> buffers = ThreadLocal.withInitial(() -> new Buffers(chunkSize, c));
+            ThreadLocal<Buffers> buffers = ThreadLocal.withInitial(() -> new Buffers(chunkSize, c, cipher != null));
             for (int i = 0; i < n; i++) {
                 int chunk = i;
                 inFlight.add(pool.submit(() -> {
@@ -100,11 +103,20 @@ public final class ContentWriter {
                     int len = (int) Math.min(chunkSize, size - off);
                     MemorySegment raw = b.raw.asSlice(0, len);
                     readFully(ch, raw.asByteBuffer(), off, file);
-                    crcs[chunk] = FrameTable.crc(raw.asByteBuffer());
+                    // Not published for encrypted chunks: the tag authenticates them.
+                    crcs[chunk] = cipher == null ? FrameTable.crc(raw.asByteBuffer()) : 0;
                     if (allZero(raw)) {
                         zero.increment(); // hash all zero, stored size 0
                     } else {
                         MemorySegment out = c == null ? raw : b.packed.asSlice(0, c.compress(raw, b.packed));
+                        if (cipher != null) {
+                            b.md.reset();
+                            b.md.update(out.asByteBuffer());
+                            byte[] key = cipher.chunkKey(b.md.digest());
+                            out = b.sealed.asSlice(0, cipher.encrypt(key, out.asByteBuffer(), b.sealed.asByteBuffer()));
+                            System.arraycopy(cipher.wrap(key), 0, wrapped, chunk * ContentCipher.WRAPPED_BYTES,
+                                    ContentCipher.WRAPPED_BYTES);
+                        }
                         b.md.reset();
                         b.md.update(out.asByteBuffer());
                         byte[] digest = b.md.digest();
@@ -140,7 +152,7 @@ public final class ContentWriter {
         } finally {
             pool.shutdownNow();
         }
-        ContentTable table = new ContentTable(chunkSize, c == null ? 0 : c.id(), size, hashes, stored, crcs);
+        ContentTable table = new ContentTable(chunkSize, c == null ? 0 : c.id(), size, hashes, stored, crcs, wrapped);
         Result r = new Result(table, n, zero.sum(), repeated.sum(), present.sum(), uploaded.sum(), uploadedBytes.sum());
         log.info("stored {} in {} under {}: {}", file.getFileName(), store.name(), dir.isEmpty() ? "/" : dir, r);
         return r;
@@ -150,12 +162,15 @@ public final class ContentWriter {
     private static final class Buffers {
         final MemorySegment raw;
         final MemorySegment packed;
+        final MemorySegment sealed;
         final MessageDigest md;
 
-        Buffers(int chunkSize, FrameCodec codec) {
+        Buffers(int chunkSize, FrameCodec codec, boolean encrypt) {
             Arena arena = Arena.ofAuto();
             raw = arena.allocate(chunkSize, 4096);
             packed = codec == null ? null : arena.allocate(codec.maxCompressedLength(chunkSize), 4096);
+            sealed = !encrypt ? null : arena.allocate((codec == null ? chunkSize : codec.maxCompressedLength(chunkSize))
+                    + ContentCipher.TAG_BYTES, 4096);
             try {
                 md = MessageDigest.getInstance("SHA-256");
             } catch (NoSuchAlgorithmException e) {

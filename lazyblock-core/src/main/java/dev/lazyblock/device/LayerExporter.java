@@ -3,6 +3,7 @@ package dev.lazyblock.device;
 import dev.lazyblock.cache.DiffMetadata;
 import dev.lazyblock.cache.PresenceBitmap;
 import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.content.ContentCipher;
 import dev.lazyblock.content.ContentLocks;
 import dev.lazyblock.content.ContentTable;
 import dev.lazyblock.content.ContentWriter;
@@ -85,10 +86,11 @@ public final class LayerExporter {
      * Whether a new build is stored as one diff object ({@link #NONE}) or as content-addressed
      * chunks of {@code chunkSize} bytes, each an object named by its hash under the layer's
      * directory, uploaded only when the store lacks it (header version 3). A {@link Compression}
-     * then compresses chunk by chunk (its frame size does not apply).
+     * then compresses chunk by chunk (its frame size does not apply); a {@code cipher} (null:
+     * none) encrypts each chunk after that.
      */
-    public record ContentAddressing(int chunkSize) {
-        public static final ContentAddressing NONE = new ContentAddressing(0);
+    public record ContentAddressing(int chunkSize, ContentCipher cipher) {
+        public static final ContentAddressing NONE = new ContentAddressing(0, null);
 
         public ContentAddressing {
             if (chunkSize != 0 && (chunkSize < ContentTable.MIN_CHUNK_SIZE || chunkSize > ContentTable.MAX_CHUNK_SIZE
@@ -100,7 +102,15 @@ public final class LayerExporter {
         }
 
         public static ContentAddressing of(int chunkSize) {
-            return new ContentAddressing(chunkSize);
+            return new ContentAddressing(chunkSize, null);
+        }
+
+        /**
+         * The chunks encrypted convergently with a tenant's {@code cipher}: the same chunk is the
+         * same object within the tenant (dedup), another tenant's is another; readers need it.
+         */
+        public ContentAddressing encrypted(ContentCipher cipher) {
+            return new ContentAddressing(chunkSize, java.util.Objects.requireNonNull(cipher, "cipher"));
         }
 
         public boolean enabled() {
@@ -186,7 +196,7 @@ public final class LayerExporter {
         byte[] sha = sha256(rawImage, hashed);
         try (ContentLocks.ExportLease lease = ContentLocks.ExportLease.acquire(store, dir, ContentLocks.DEFAULT_TTL)) {
             ContentWriter.Result r = ContentWriter.write(rawImage, size, content.chunkSize(), compression.codec(),
-                    content.threads(compression), store, dir, hashed, lease);
+                    content.threads(compression), store, dir, hashed, lease, content.cipher());
             return publishContentHeader(blockSize, store, dir, id, size, sha, r, content);
         }
     }
@@ -276,7 +286,7 @@ public final class LayerExporter {
             if (content.enabled() && stored > 0) {
                 lease = ContentLocks.ExportLease.acquire(store, dir, ContentLocks.DEFAULT_TTL);
                 chunks = ContentWriter.write(diff, meta.diffBytes(), content.chunkSize(), compression.codec(),
-                        content.threads(compression), store, dir, NO_PROGRESS, lease);
+                        content.threads(compression), store, dir, NO_PROGRESS, lease, content.cipher());
                 build = Build.contentAddressed(id, meta.diffBytes(), sha256(diff), chunks.table());
             } else {
                 if (compression.enabled() && stored > 0) {

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.UUID;
 import java.util.zip.CRC32C;
+import dev.lazyblock.content.ContentCipher;
 import dev.lazyblock.content.ContentTable;
 import dev.lazyblock.frame.FrameTable;
 
@@ -52,10 +53,11 @@ import dev.lazyblock.frame.FrameTable;
  * diff object: each chunk is an object of its own, named by its hash, see {@link ContentTable}):
  * <pre>
  *      per build, in build order:
- *        chunk size u32 (0 = not content-addressed, no table), codec id u16, flags u16 = 0,
- *        chunk count u32
+ *        chunk size u32 (0 = not content-addressed, no table), codec id u16,
+ *        flags u16 (bit 0: encrypted), chunk count u32
  *        per chunk: SHA-256 of the stored bytes (32, all zero for a zero chunk), stored size u32,
- *                   CRC-32C of the uncompressed bytes u32                        = 40 bytes each
+ *                   CRC-32C of the uncompressed bytes u32 (0 when encrypted)     = 40 bytes each
+ *                   encrypted: + the chunk's key, AES-wrapped (40)               = 80 bytes each
  * </pre>
  * Parsing checks every field and says which one is wrong and why; a header that parses is one
  * a reader can follow without another check.
@@ -70,6 +72,8 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
     public static final int VERSION_CONTENT = 3;
     private static final int CONTENT_TABLE_BYTES = 12;
     private static final int CONTENT_BYTES = 40;
+    /** Content table flag: chunks encrypted, each entry followed by its wrapped key. */
+    private static final int CONTENT_ENCRYPTED = 1;
     private static final int FRAME_TABLE_BYTES = 12;
     private static final int FRAME_BYTES = 32;
     private static final byte[] MAGIC = {'L', 'Z', 'B', 'L', 'K', 'H', 'D', 'R'};
@@ -303,8 +307,8 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
         }
         if (version == VERSION_CONTENT) {
             for (Build build : builds) {
-                tables += CONTENT_TABLE_BYTES
-                        + (build.contentAddressed() ? (long) build.content().chunks() * CONTENT_BYTES : 0);
+                tables += CONTENT_TABLE_BYTES + (build.contentAddressed() ? (long) build.content().chunks()
+                        * (CONTENT_BYTES + (build.content().encrypted() ? ContentCipher.WRAPPED_BYTES : 0)) : 0);
             }
         }
         long total = FIXED + (long) builds.size() * BUILD_BYTES + (long) mappings.size() * MAPPING_BYTES + tables + 4;
@@ -347,10 +351,13 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
                     b.putInt(0).putShort((short) 0).putShort((short) 0).putInt(0);
                     continue;
                 }
-                b.putInt(t.chunkSize()).putShort((short) t.codec()).putShort((short) 0).putInt(t.chunks());
+                b.putInt(t.chunkSize()).putShort((short) t.codec()).putShort((short) (t.encrypted() ? CONTENT_ENCRYPTED : 0))
+                        .putInt(t.chunks());
                 for (int i = 0; i < t.chunks(); i++) {
-                    b.put(t.isZero(i) ? new byte[ContentTable.HASH_BYTES] : t.key(i).bytes()).putInt(t.storedSize(i))
-                            .putInt(t.uncompressedCrc(i));
+                    b.put(t.key(i).bytes()).putInt(t.storedSize(i)).putInt(t.uncompressedCrc(i));
+                    if (t.encrypted()) {
+                        b.put(t.wrappedKey(i));
+                    }
                 }
             }
         }
@@ -541,9 +548,11 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
             int codec = Short.toUnsignedInt(b.getShort());
             int flags = Short.toUnsignedInt(b.getShort());
             long count = Integer.toUnsignedLong(b.getInt());
-            if (flags != 0) {
-                throw bad(what + " flags", "no flags are defined, found " + flags);
+            if ((flags & ~CONTENT_ENCRYPTED) != 0) {
+                throw bad(what + " flags", "only flag " + CONTENT_ENCRYPTED + " (encrypted) is defined, found " + flags);
             }
+            boolean encrypted = (flags & CONTENT_ENCRYPTED) != 0;
+            int entry = CONTENT_BYTES + (encrypted ? ContentCipher.WRAPPED_BYTES : 0);
             if (chunkSize == 0 && codec == 0 && count == 0) {
                 out.add(build); // not content-addressed
                 continue;
@@ -561,22 +570,26 @@ public record LayerHeader(long imageSize, int blockSize, UUID buildId, UUID pare
                 throw bad(what + " chunk count", build.size() + " bytes in chunks of " + chunkSize + " need " + chunks
                         + " chunks, the table says " + count);
             }
-            if (count * CONTENT_BYTES > end - b.position()) {
-                throw bad(what, count + " chunks need " + count * CONTENT_BYTES + " bytes, " + (end - b.position())
+            if (count * entry > end - b.position()) {
+                throw bad(what, count + " chunks need " + count * entry + " bytes, " + (end - b.position())
                         + " are left in the header");
             }
             int n = (int) count;
             byte[] hashes = new byte[n * ContentTable.HASH_BYTES];
             int[] sizes = new int[n];
             int[] crcs = new int[n];
+            byte[] wrapped = encrypted ? new byte[n * ContentCipher.WRAPPED_BYTES] : null;
             for (int c = 0; c < n; c++) {
                 b.get(hashes, c * ContentTable.HASH_BYTES, ContentTable.HASH_BYTES);
                 sizes[c] = b.getInt();
                 crcs[c] = b.getInt();
+                if (encrypted) {
+                    b.get(wrapped, c * ContentCipher.WRAPPED_BYTES, ContentCipher.WRAPPED_BYTES);
+                }
             }
             try {
                 out.add(Build.contentAddressed(build.id(), build.size(), build.sha256(),
-                        new ContentTable(chunkSize, codec, build.size(), hashes, sizes, crcs)));
+                        new ContentTable(chunkSize, codec, build.size(), hashes, sizes, crcs, wrapped)));
             } catch (IllegalArgumentException e) {
                 throw bad(what, e.getMessage());
             }

@@ -253,7 +253,7 @@ class LayerHeaderTest {
         assertRejected(withField(h, tables, 100_000, 4), "chunk size");
         assertRejected(withField(h, tables, 32 << 10, 4), "chunk size");
         assertRejected(withField(h, tables + 8, 5, 4), "chunk count");
-        assertRejected(withField(h, tables + 6, 1, 2), "flags");
+        assertRejected(withField(h, tables + 6, 2, 2), "flags");
         assertRejected(withField(h, tables + 12 + 40 + 32, 77, 4), "all-zero hash"); // chunk 1, a zero chunk, stored
         assertRejected(withField(h, tables + 12 + 32, 0, 4), "only zero chunks"); // chunk 0: a hash but stored in none
         assertThrows(IllegalArgumentException.class, () -> Build.contentAddressed(id, size + B, sha,
