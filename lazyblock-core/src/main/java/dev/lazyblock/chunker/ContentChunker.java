@@ -11,7 +11,6 @@ import dev.lazyblock.frame.FrameCodec;
 import dev.lazyblock.frame.FrameTable;
 import dev.lazyblock.upstream.ObjectStore;
 import java.io.IOException;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.security.GeneralSecurityException;
 import java.security.MessageDigest;
@@ -33,8 +32,6 @@ import java.security.NoSuchAlgorithmException;
  * marks nothing, and the next read fetches it again; a bad tier copy is ignored and replaced.
  */
 public final class ContentChunker extends AbstractChunker {
-    /** Per fetch thread, as in {@link FrameChunker}: stored bytes, uncompressed bytes, decrypted compressed bytes. */
-    private static final ThreadLocal<MemorySegment[]> BUFFERS = ThreadLocal.withInitial(() -> new MemorySegment[3]);
     private static final ThreadLocal<MessageDigest> SHA256 = ThreadLocal.withInitial(() -> {
         try {
             return MessageDigest.getInstance("SHA-256");
@@ -91,12 +88,9 @@ public final class ContentChunker extends AbstractChunker {
         return table;
     }
 
+    /** Per fetch thread, shared with {@link FrameChunker}: 0 stored bytes, 1 uncompressed, 2 decrypted compressed. */
     private static MemorySegment buffer(int which, int len) {
-        MemorySegment[] held = BUFFERS.get();
-        if (held[which] == null || held[which].byteSize() < len) {
-            held[which] = Arena.ofAuto().allocate(Math.max(len, 64 << 10), 4096);
-        }
-        return held[which].asSlice(0, len);
+        return FrameChunker.buffer(which, len);
     }
 
     @Override

@@ -29,10 +29,12 @@ import java.lang.foreign.MemorySegment;
  */
 public final class FrameChunker extends AbstractChunker {
     /**
-     * Per fetch thread: where the stored frame lands and where it is decompressed. Fetch threads
-     * are few and long-lived, so a fetch allocates no frame-sized buffer.
+     * Per fetch thread: where the stored frame lands, where it is decompressed, and a third for
+     * {@link ContentChunker}'s decrypted bytes. Fetch threads are few and long-lived, so a fetch
+     * allocates no frame-sized buffer; a thread fetches one frame or chunk at a time, so the
+     * frame and content chunkers share them.
      */
-    private static final ThreadLocal<MemorySegment[]> BUFFERS = ThreadLocal.withInitial(() -> new MemorySegment[2]);
+    private static final ThreadLocal<MemorySegment[]> BUFFERS = ThreadLocal.withInitial(() -> new MemorySegment[3]);
 
     private final String build;
     /** Null for a raw build: chunk {@code i} is then the stored bytes {@code [i * chunkSize, +chunkLen)}, as is. */
@@ -87,7 +89,8 @@ public final class FrameChunker extends AbstractChunker {
         return codec;
     }
 
-    private static MemorySegment buffer(int which, int len) {
+    /** This fetch thread's buffer {@code which} (0, 1 or 2), at least {@code len} bytes, sliced to it. */
+    static MemorySegment buffer(int which, int len) {
         MemorySegment[] held = BUFFERS.get();
         if (held[which] == null || held[which].byteSize() < len) {
             held[which] = Arena.ofAuto().allocate(Math.max(len, 64 << 10), 4096);

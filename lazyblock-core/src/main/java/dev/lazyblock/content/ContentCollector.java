@@ -89,12 +89,7 @@ public final class ContentCollector {
                     headers++;
                     for (Build b : h.builds()) {
                         if (b.contentAddressed()) {
-                            ContentTable t = b.content();
-                            for (int i = 0; i < t.chunks(); i++) {
-                                if (!t.isZero(i)) {
-                                    live.add(t.key(i));
-                                }
-                            }
+                            live.addAll(b.content().keys());
                         }
                     }
                 } else if (CHUNK.matcher(rel).matches()) {

@@ -165,6 +165,17 @@ public final class ContentTable {
         return ContentKey.of(hashes, i * HASH_BYTES);
     }
 
+    /** The distinct objects the chunks name (zero chunks name none). */
+    public java.util.Set<ContentKey> keys() {
+        java.util.Set<ContentKey> out = new java.util.HashSet<>();
+        for (int i = 0; i < chunks(); i++) {
+            if (!isZero(i)) {
+                out.add(key(i));
+            }
+        }
+        return out;
+    }
+
     /** Whether {@code digest} (32 bytes) is chunk {@code i}'s hash. */
     public boolean matches(int i, byte[] digest) {
         return Arrays.mismatch(hashes, i * HASH_BYTES, (i + 1) * HASH_BYTES, digest, 0, HASH_BYTES) < 0;

@@ -104,6 +104,17 @@ class ContentCollectorTest {
         Thread.ofPlatform().daemon().start(r);
     }
 
+    /** Publishes {@code raw} content-addressed on a thread of its own. */
+    private static CompletableFuture<LayerExporter.Layer> exportAsync(ObjectStore store, Path raw) {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                return publish(store, raw);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }, ContentCollectorTest::onItsOwnThread);
+    }
+
     private Path raw(String name, byte[] bytes) throws IOException {
         return Files.write(dir.resolve(name), bytes);
     }
@@ -114,14 +125,7 @@ class ContentCollectorTest {
     }
 
     private static Set<ContentKey> keys(LayerHeader h) {
-        Set<ContentKey> out = new HashSet<>();
-        ContentTable t = h.builds().getFirst().content();
-        for (int i = 0; i < t.chunks(); i++) {
-            if (!t.isZero(i)) {
-                out.add(t.key(i));
-            }
-        }
-        return out;
+        return new HashSet<>(h.builds().getFirst().content().keys());
     }
 
     private static byte[][] images() {
@@ -211,13 +215,7 @@ class ContentCollectorTest {
         store.delete(a.headerKey()); // all of A's chunks are now garbage, and B reuses most of them
         store.putGate = new CountDownLatch(1);
         Path rb = raw("b", img[1]);
-        CompletableFuture<LayerExporter.Layer> export = CompletableFuture.supplyAsync(() -> {
-            try {
-                return publish(store, rb);
-            } catch (IOException e) {
-                throw new java.io.UncheckedIOException(e);
-            }
-        }, ContentCollectorTest::onItsOwnThread);
+        CompletableFuture<LayerExporter.Layer> export = exportAsync(store, rb);
         assertTrue(store.putHeld.await(30, TimeUnit.SECONDS), "the export reached its first upload");
         ContentCollector.BusyException busy = assertThrows(ContentCollector.BusyException.class,
                 () -> ContentCollector.collect(store, "t", Duration.ZERO, TTL, false));
@@ -250,13 +248,7 @@ class ContentCollectorTest {
         assertTrue(store.deleteHeld.await(30, TimeUnit.SECONDS), "the collection reached its first delete");
         Path rb = raw("b", img[1]);
         int listedBefore = store.lockListings.get();
-        CompletableFuture<LayerExporter.Layer> export = CompletableFuture.supplyAsync(() -> {
-            try {
-                return publish(store, rb);
-            } catch (IOException e) {
-                throw new java.io.UncheckedIOException(e);
-            }
-        }, ContentCollectorTest::onItsOwnThread);
+        CompletableFuture<LayerExporter.Layer> export = exportAsync(store, rb);
         // The export looks at the locks again and again: it is waiting for the collection.
         Await.until(() -> store.lockListings.get() >= listedBefore + 5, Duration.ofSeconds(30),
                 () -> "the export polls the collection's lock");
