@@ -113,6 +113,23 @@ public final class AzureObjectStore implements ObjectStore {
     }
 
     @Override
+    public java.util.List<Listed> list(String keyPrefix) throws IOException {
+        String full = prefix.isEmpty() ? keyPrefix : prefix + "/" + keyPrefix;
+        java.util.List<Listed> out = new java.util.ArrayList<>();
+        try {
+            for (var item : clients.sync().listBlobs(new com.azure.storage.blob.models.ListBlobsOptions().setPrefix(full),
+                    config.callTimeout())) {
+                String name = item.getName();
+                out.add(new Listed(prefix.isEmpty() ? name : name.substring(prefix.length() + 1),
+                        item.getProperties().getContentLength(), item.getProperties().getLastModified().toInstant()));
+            }
+        } catch (RuntimeException e) {
+            throw errors.store("listing", name() + "/" + keyPrefix, e);
+        }
+        return out;
+    }
+
+    @Override
     public void delete(String key) throws IOException {
         AzureLocation at = at(key);
         try {

@@ -71,4 +71,31 @@ class AzureLayeredRoundTripTest {
             store.delete("a/layer.diff");
         }
     }
+
+    /** Content-addressed layers under a prefix: the second uploads only its new chunk, and gc (listing the container) takes it once its header is gone. */
+    @Test
+    void contentAddressedChunksAreSharedAndCollectedInAzure() throws Exception {
+        String container = server.newContainer();
+        int chunk = 64 << 10;
+        byte[] a = UpstreamReads.randomBytes(7, 6 * chunk);
+        byte[] b = a.clone();
+        b[2 * chunk + 5] ^= 1;
+        try (AzureObjectStore store = AzureObjectStore.open(server.config().build(), null, container, "tenants/t1")) {
+            var cas = LayerExporter.ContentAddressing.of(chunk);
+            LayerExporter.Layer la = LayerExporter.publishBase(Files.write(dir.resolve("a"), a), 4096, store, "img",
+                    n -> { }, LayerExporter.Compression.NONE, cas);
+            LayerExporter.Layer lb = LayerExporter.publishBase(Files.write(dir.resolve("b"), b), 4096, store, "img",
+                    n -> { }, LayerExporter.Compression.NONE, cas);
+            assertEquals(1, lb.content().uploadedChunks());
+            assertEquals(7, store.list("img/chunks/").size());
+            assertTrue(store.list("img/").stream().anyMatch(o -> o.key().equals(la.headerKey())),
+                    "listed keys are relative to the store's prefix");
+            store.delete(lb.headerKey());
+            var gc = dev.lazyblock.content.ContentCollector.collect(store, "img", java.time.Duration.ZERO,
+                    dev.lazyblock.content.ContentLocks.DEFAULT_TTL, false);
+            assertEquals(1, gc.deleted(), gc.toString());
+            assertEquals(6, store.list("img/chunks/").size());
+            assertTrue(store.list("img/locks/").isEmpty());
+        }
+    }
 }
