@@ -8,8 +8,7 @@ import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayerExporter.ContentAddressing;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.upstream.DirectoryStore;
-import dev.lazyblock.upstream.ObjectStore;
-import dev.lazyblock.upstream.Upstream;
+import dev.lazyblock.upstream.SimulatedUpstream.LatencyModel;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -21,7 +20,6 @@ import java.util.List;
 import java.util.SplittableRandom;
 import java.util.UUID;
 import java.util.concurrent.Callable;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -74,66 +72,6 @@ final class DedupBenchCommand implements Callable<Integer> {
     Path dir;
 
     static final int BLOCK = 4096;
-
-    /** A store that counts the bytes and requests its objects serve. */
-    static final class CountingStore implements ObjectStore {
-        final ObjectStore inner;
-        final AtomicLong bytes = new AtomicLong();
-        final AtomicLong requests = new AtomicLong();
-
-        CountingStore(ObjectStore inner) {
-            this.inner = inner;
-        }
-
-        @Override public String name() { return inner.name(); }
-        @Override public void put(String key, Path file) throws IOException { inner.put(key, file); }
-        @Override public void put(String key, byte[] b) throws IOException { inner.put(key, b); }
-        @Override public boolean exists(String key) throws IOException { return inner.exists(key); }
-        @Override public void delete(String key) throws IOException { inner.delete(key); }
-        @Override public void close() throws IOException { inner.close(); }
-
-        @Override
-        public Upstream open(String key) throws IOException {
-            Upstream u = inner.open(key);
-            if (key.endsWith(".header")) {
-                return u;
-            }
-            return new Upstream() {
-                @Override public String name() { return u.name(); }
-                @Override public long size() throws IOException { return u.size(); }
-                @Override public String version() throws IOException { return u.version(); }
-                @Override public void close() throws IOException { u.close(); }
-
-                @Override
-                public void readFully(long off, ByteBuffer dst) throws IOException {
-                    requests.incrementAndGet();
-                    bytes.addAndGet(dst.remaining());
-                    u.readFully(off, dst);
-                }
-
-                @Override
-                public RangeStream openRange(long off, long len) throws IOException {
-                    requests.incrementAndGet();
-                    RangeStream in = u.openRange(off, len);
-                    return new RangeStream() {
-                        @Override
-                        public int read(ByteBuffer d) throws IOException {
-                            int n = in.read(d);
-                            if (n > 0) {
-                                bytes.addAndGet(n);
-                            }
-                            return n;
-                        }
-
-                        @Override
-                        public void close() throws IOException {
-                            in.close();
-                        }
-                    };
-                }
-            };
-        }
-    }
 
     record Image(String name, Path file) {}
 
@@ -192,7 +130,7 @@ final class DedupBenchCommand implements Callable<Integer> {
         String layout = (content ? "content-addressed, " : "one object per image, ") + (chunk >> 10) + " KiB chunks";
         Path root = work.resolve("store-" + (content ? "cas-" : "obj-") + chunk);
         Path caches = Files.createDirectories(work.resolve("caches-" + (content ? "cas-" : "obj-") + chunk));
-        try (CountingStore store = new CountingStore(new DirectoryStore(root))) {
+        try (TiersBenchCommand.ModelStore store = new TiersBenchCommand.ModelStore(new DirectoryStore(root), LatencyModel.NONE)) {
             List<String> headers = new ArrayList<>();
             long nonZero = 0; // what the content-addressed layout would store without sharing a chunk
             for (Image i : images) {
@@ -217,11 +155,11 @@ final class DedupBenchCommand implements Callable<Integer> {
             } finally {
                 open.forEach(LayeredImage::close);
             }
-            System.out.printf("%s: stored %,d bytes, fetched %,d in %,d requests%n", layout, stored, store.bytes.get(),
-                    store.requests.get());
+            System.out.printf("%s: stored %,d bytes, fetched %,d in %,d requests%n", layout, stored, store.bytes(),
+                    store.requests());
             TiersBenchCommand.deleteTree(root);
             TiersBenchCommand.deleteTree(caches);
-            return new Row(layout, stored, nonZero, store.bytes.get(), store.requests.get());
+            return new Row(layout, stored, nonZero, store.bytes(), store.requests());
         }
     }
 

@@ -72,7 +72,10 @@ final class TiersBenchCommand implements Callable<Integer> {
 
     static final int BLOCK = 4096;
 
-    /** A store whose diff objects answer through the latency model; counts requests and bytes. */
+    /**
+     * A store whose data objects (diffs and content-addressed chunks: everything but headers) answer through
+     * the latency model; counts requests and bytes. With {@link LatencyModel#NONE} it only counts.
+     */
     static final class ModelStore implements ObjectStore {
         final ObjectStore inner;
         final LatencyModel model;
@@ -95,13 +98,13 @@ final class TiersBenchCommand implements Callable<Integer> {
 
         @Override
         public String name() {
-            return inner.name() + " (GCS model)";
+            return model == LatencyModel.NONE ? inner.name() : inner.name() + " (GCS model)";
         }
 
         @Override
         public synchronized Upstream open(String key) throws IOException {
             Upstream u = inner.open(key);
-            if (!key.endsWith(".diff")) {
+            if (key.endsWith(".header")) {
                 return u;
             }
             SimulatedUpstream s = new SimulatedUpstream(u, model, pieceSize);

@@ -41,9 +41,9 @@ public final class ContentLocks {
 
     /** Locks of {@code kind} under {@code dir} younger than {@code ttl} on the store's clock, {@code own} aside. */
     static List<Listed> young(List<Listed> locks, String kind, String own, Duration ttl) {
-        Instant now = locks.stream().filter(l -> l.key().equals(own)).map(Listed::lastModified).findFirst()
-                .orElse(Instant.now());
-        Instant cutoff = now.minus(ttl);
+        // Ages on the store's clock only: a local clock that runs behind would make an old lock look young
+        // (harmless) but one that runs ahead would make a live lock look dead, and that deletes live chunks.
+        Instant cutoff = storeTime(locks, own).minus(ttl);
         return locks.stream().filter(l -> !l.key().equals(own))
                 .filter(l -> l.key().substring(l.key().lastIndexOf('/') + 1).startsWith(kind + "-"))
                 .filter(l -> l.lastModified().isAfter(cutoff)).toList();

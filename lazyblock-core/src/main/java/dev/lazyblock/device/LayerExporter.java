@@ -197,29 +197,30 @@ public final class LayerExporter {
         try (ContentLocks.ExportLease lease = ContentLocks.ExportLease.acquire(store, dir, ContentLocks.DEFAULT_TTL)) {
             ContentWriter.Result r = ContentWriter.write(rawImage, size, content.chunkSize(), compression.codec(),
                     content.threads(compression), store, dir, hashed, lease, content.cipher());
-            return publishContentHeader(blockSize, store, dir, id, size, sha, r, content);
+            return publishContentHeader(blockSize, store, dir, id, size, sha, r);
         }
     }
 
     /** The header of a content-addressed base, uploaded under the export's lease (its chunks are in the store). */
     private static Layer publishContentHeader(int blockSize, ObjectStore store, String dir, UUID id, long size,
-                                              byte[] sha, ContentWriter.Result r, ContentAddressing content)
+                                              byte[] sha, ContentWriter.Result r)
             throws IOException {
         ContentTable t = r.table();
         List<Mapping> mappings = new ArrayList<>();
+        long zeroBlocks = 0; // per chunk, so a short zero last chunk counts its own blocks, not a whole chunk's
         for (int i = 0; i < t.chunks(); i++) {
             long off = t.uncompressedOffset(i);
-            appendCoalesced(mappings, t.isZero(i) ? Mapping.zero(off, t.uncompressedSize(i))
-                    : new Mapping(off, t.uncompressedSize(i), 0, off));
+            long len = t.uncompressedSize(i);
+            if (t.isZero(i)) zeroBlocks += (len + blockSize - 1) / blockSize;
+            appendCoalesced(mappings, t.isZero(i) ? Mapping.zero(off, len) : new Mapping(off, len, 0, off));
         }
         LayerHeader header = new LayerHeader(size, blockSize, id, LayerHeader.NO_PARENT, 0,
                 List.of(Build.contentAddressed(id, size, sha, t)), mappings);
         String headerKey = LayeredImage.headerKey(dir, id);
         upload(store, null, null, headerKey, header); // the chunks are in the store: the header goes last
         long blocks = (size + blockSize - 1) / blockSize;
-        long zeroBlocks = r.zeroChunks() * (content.chunkSize() / blockSize);
         return new Layer(header, headerKey, null, size, header.toBytes().length, blocks, blocks - zeroBlocks,
-                Math.min(blocks, zeroBlocks), 0, r);
+                zeroBlocks, 0, r);
     }
 
     private static FrameTable compress(Path raw, Path framed, Compression c, LongConsumer progress) throws IOException {

@@ -47,58 +47,6 @@ class ContentCollectorTest {
     @TempDir
     Path dir;
 
-    /** A directory store whose chunk puts and deletes can be held at a latch. */
-    static final class GatedStore implements ObjectStore {
-        final DirectoryStore real;
-        volatile CountDownLatch putGate;
-        volatile CountDownLatch deleteGate;
-        final CountDownLatch putHeld = new CountDownLatch(1);
-        final CountDownLatch deleteHeld = new CountDownLatch(1);
-        final AtomicInteger lockListings = new AtomicInteger();
-
-        GatedStore(Path root) {
-            real = new DirectoryStore(root);
-        }
-
-        private static void pass(CountDownLatch gate, CountDownLatch held) throws IOException {
-            if (gate == null) {
-                return;
-            }
-            held.countDown();
-            try {
-                if (!gate.await(30, TimeUnit.SECONDS)) {
-                    throw new IOException("test gate not opened in 30 s");
-                }
-            } catch (InterruptedException e) {
-                throw new java.io.InterruptedIOException();
-            }
-        }
-
-        @Override public String name() { return real.name(); }
-        @Override public Upstream open(String key) throws IOException { return real.open(key); }
-        @Override public void put(String key, Path file) throws IOException { real.put(key, file); }
-        @Override public void put(String key, byte[] bytes) throws IOException {
-            if (key.contains("/chunks/")) {
-                pass(putGate, putHeld);
-            }
-            real.put(key, bytes);
-        }
-        @Override public boolean exists(String key) throws IOException { return real.exists(key); }
-        @Override public void delete(String key) throws IOException {
-            if (key.contains("/chunks/")) {
-                pass(deleteGate, deleteHeld);
-            }
-            real.delete(key);
-        }
-        @Override public List<Listed> list(String prefix) throws IOException {
-            if (prefix.endsWith("/locks/")) {
-                lockListings.incrementAndGet();
-            }
-            return real.list(prefix);
-        }
-        @Override public void close() { }
-    }
-
     /** Not the common pool: on 2 cores it has one thread, which a held collection would keep. */
     private static void onItsOwnThread(Runnable r) {
         Thread.ofPlatform().daemon().start(r);
@@ -155,7 +103,7 @@ class ContentCollectorTest {
     @Test
     void itDeletesExactlyTheChunksNoHeaderReferences() throws Exception {
         byte[][] img = images();
-        GatedStore store = new GatedStore(dir.resolve("store"));
+        ObservedStore store = new ObservedStore(dir.resolve("store"));
         LayerExporter.Layer a = publish(store, raw("a", img[0]));
         LayerExporter.Layer b = publish(store, raw("b", img[1]));
         Set<ContentKey> onlyB = keys(b.header());
@@ -182,7 +130,7 @@ class ContentCollectorTest {
     @Test
     void theGracePeriodKeepsYoungUnreferencedChunks() throws Exception {
         byte[][] img = images();
-        GatedStore store = new GatedStore(dir.resolve("store"));
+        ObservedStore store = new ObservedStore(dir.resolve("store"));
         publish(store, raw("a", img[0]));
         LayerExporter.Layer b = publish(store, raw("b", img[1]));
         store.delete(b.headerKey());
@@ -195,7 +143,7 @@ class ContentCollectorTest {
     @Test
     void aHeaderThatDoesNotParseMeansNothingIsDeleted() throws Exception {
         byte[][] img = images();
-        GatedStore store = new GatedStore(dir.resolve("store"));
+        ObservedStore store = new ObservedStore(dir.resolve("store"));
         LayerExporter.Layer b = publish(store, raw("b", img[1]));
         store.delete(b.headerKey());
         store.put("t/broken.header", new byte[100]);
@@ -210,7 +158,7 @@ class ContentCollectorTest {
     @Test
     void aCollectionDuringAnExportGivesUpAndDeletesNothing() throws Exception {
         byte[][] img = images();
-        GatedStore store = new GatedStore(dir.resolve("store"));
+        ObservedStore store = new ObservedStore(dir.resolve("store"));
         LayerExporter.Layer a = publish(store, raw("a", img[0]));
         store.delete(a.headerKey()); // all of A's chunks are now garbage, and B reuses most of them
         store.putGate = new CountDownLatch(1);
@@ -234,7 +182,7 @@ class ContentCollectorTest {
     @Test
     void anExportDuringACollectionWaitsForItAndUploadsWhatItDeleted() throws Exception {
         byte[][] img = images();
-        GatedStore store = new GatedStore(dir.resolve("store"));
+        ObservedStore store = new ObservedStore(dir.resolve("store"));
         LayerExporter.Layer a = publish(store, raw("a", img[0]));
         store.delete(a.headerKey());
         store.deleteGate = new CountDownLatch(1);
