@@ -409,6 +409,70 @@ public final class SparseCache implements AutoCloseable {
         }
     }
 
+    /** Alignment of {@link #mapFrom}: pages are at most this on the platforms we run on (4 KiB x86, 64 KiB arm64). */
+    public static final int MAP_ALIGNMENT = 64 << 10;
+
+    /**
+     * Makes {@code [off, off + len)} read the first {@code len} bytes of the file {@code srcFd}
+     * instead of this cache's own file, without copying: the range of the mapping is replaced by
+     * a private mapping of that file, so every cache that maps one file shares its page cache and
+     * its disk blocks, and this cache's file keeps a hole there. Used for content-addressed
+     * chunks that many builds hold ({@code ContentCache}). Does not mark anything present.
+     *
+     * <p>{@code srcFd} must stay at least {@code len} bytes long for as long as this cache is open
+     * (it may be unlinked, and may be closed once this returns): a read past its end would fault.
+     * Private, so a store through the mapping (none is made) would copy, never change that file.
+     * Then {@code check} sees the bytes as readers will; if it says no, the range reads this
+     * cache's own file again and this returns false.
+     *
+     * @throws IllegalArgumentException if {@code off} is not a multiple of {@link #MAP_ALIGNMENT}
+     *                                  or the range does not end at a multiple of it or at the size
+     */
+    public boolean mapFrom(long off, long len, int srcFd, java.util.function.Predicate<MemorySegment> check)
+            throws IOException {
+        checkWrite(off, len);
+        if (off % MAP_ALIGNMENT != 0 || ((off + len) % MAP_ALIGNMENT != 0 && off + len != size)) {
+            throw new IllegalArgumentException("a mapped range must start and end at a multiple of " + MAP_ALIGNMENT
+                    + " (or end at the size " + size + "), got [" + off + ", " + (off + len) + ")");
+        }
+        if (persistence != null) {
+            // Its journal would vouch for bytes its file does not hold once the source is gone.
+            throw new IllegalStateException("a kept cache (" + name + ") must hold its bytes in its own file; map "
+                    + "shared chunks only into scratch caches");
+        }
+        long pages = (len + 4095) & ~4095L; // within this mapping: it too ends at the page holding its last byte
+        retain(); // the mapping must not be unmapped (and its range reused) while it is replaced
+        try {
+            throwIfFailed();
+            Libc.mmapFixed(address + off, pages, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE, srcFd, 0);
+            boolean good;
+            try {
+                good = check.test(mapping.asSlice(off, len).asReadOnly());
+            } catch (RuntimeException | Error e) {
+                restore(off, pages);
+                throw e;
+            }
+            if (!good) {
+                restore(off, pages);
+            }
+            return good;
+        } finally {
+            release();
+        }
+    }
+
+    /** Maps this cache's own file back at {@code [off, off + pages)}; if even that fails, the cache fails. */
+    private void restore(long off, long pages) throws IOException {
+        try {
+            Libc.mmapFixed(address + off, pages, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | Libc.MAP_NORESERVE,
+                    fd, off);
+        } catch (ErrnoException e) {
+            // The range may now be unmapped: nothing in it may be read again.
+            fail(new IOException("could not map " + name + " back at [" + off + ", " + (off + pages) + ")", e));
+            throw e;
+        }
+    }
+
     /** Writes {@code src[srcOff..srcOff+len)} at {@code off}; see {@link #writeAt(MemorySegment, long)}. */
     public void writeAt(byte[] src, int srcOff, int len, long off) throws IOException {
         java.util.Objects.checkFromIndexSize(srcOff, len, src.length);

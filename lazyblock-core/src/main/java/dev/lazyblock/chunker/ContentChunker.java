@@ -1,6 +1,7 @@
 package dev.lazyblock.chunker;
 
 import dev.lazyblock.cache.SparseCache;
+import dev.lazyblock.content.ContentCache;
 import dev.lazyblock.content.ContentCipher;
 import dev.lazyblock.content.ContentIndex;
 import dev.lazyblock.content.ContentKey;
@@ -49,6 +50,11 @@ public final class ContentChunker extends AbstractChunker {
     private final ContentIndex index;
     /** Null unless the chunks are encrypted. */
     private final ContentCipher cipher;
+    /**
+     * Null: chunks are copied into this build's cache. Else the host's files by hash, mapped into
+     * it; never for encrypted chunks, whose plain bytes have no published checksum to trust a file by.
+     */
+    private final ContentCache files;
 
     /**
      * @param store where the chunk objects are
@@ -70,6 +76,7 @@ public final class ContentChunker extends AbstractChunker {
         this.tier = tier;
         this.index = options.contentIndex();
         this.cipher = table.encrypted() ? options.contentCipher() : null;
+        this.files = table.encrypted() || cache.persistent() ? null : options.contentCache();
         if (table.encrypted() && cipher == null) {
             throw new IllegalArgumentException("build " + build + " is encrypted: it can be read only with its tenant's "
                     + "secret (ChunkerOptions.withContentCipher; serve and warm: LAZYBLOCK_CONTENT_SECRET)");
@@ -115,10 +122,18 @@ public final class ContentChunker extends AbstractChunker {
             return false; // the cache reads as zeros where nothing was written
         }
         long off = table.uncompressedOffset(i);
-        MemorySegment out = buffer(1, table.uncompressedSize(i));
+        int len = table.uncompressedSize(i);
         ContentKey key = table.key(i);
+        if (files != null) {
+            int crc = table.uncompressedCrc(i);
+            if (files.mapInto(key, cache, off, len, bytes -> FrameTable.crc(bytes.asByteBuffer()) == crc)) {
+                metrics.tierRead(true, len);
+                return true;
+            }
+        }
+        MemorySegment out = buffer(1, len);
         if (index != null && index.copyTo(key, out)) {
-            cache.writeAt(out, off);
+            land(key, out, off);
             return true;
         }
         MemorySegment in = codec == null && cipher == null ? out : buffer(0, table.storedSize(i));
@@ -128,7 +143,7 @@ public final class ContentChunker extends AbstractChunker {
                 CorruptChunkException bad = decode(i, key, in, out, "the shared tier");
                 if (bad == null) {
                     metrics.tierRead(true, in.byteSize());
-                    cache.writeAt(out, off);
+                    land(key, out, off);
                     return true;
                 }
                 log.warn("shared tier copy of chunk {} of build {} is bad, fetching from the store: {}", i, build,
@@ -143,11 +158,18 @@ public final class ContentChunker extends AbstractChunker {
         if (bad != null) {
             throw bad;
         }
-        cache.writeAt(out, off);
+        land(key, out, off);
         if (tier != null) {
             tier.writeBehind(key, in); // copies the bytes before returning: the buffer is reused
         }
         return true;
+    }
+
+    /** Puts a checked chunk's bytes into this build's cache: as the host's file mapped in, or else a copy. */
+    private void land(ContentKey key, MemorySegment out, long off) throws IOException {
+        if (files == null || !files.storeAndMap(key, out, cache, off)) {
+            cache.writeAt(out, off);
+        }
     }
 
     /** Checks chunk {@code i}'s stored bytes against its name, decompresses them; null once {@code out} holds it. */

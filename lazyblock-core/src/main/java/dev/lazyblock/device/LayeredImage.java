@@ -4,6 +4,7 @@ import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkTier;
 import dev.lazyblock.chunker.ContentChunker;
+import dev.lazyblock.content.ContentCache;
 import dev.lazyblock.content.ContentObjects;
 import dev.lazyblock.content.ContentTable;
 import dev.lazyblock.chunker.DiskBudget;
@@ -208,15 +209,21 @@ public final class LayeredImage implements Device {
 
     /**
      * A content-addressed build has no diff object: its chunks are objects of their own under
-     * the header's directory ({@link ContentChunker}), found in this host's other open builds
-     * through {@code options}' content index, then in the tier, then in the store.
+     * the header's directory ({@link ContentChunker}), found in this host's chunk files
+     * ({@code options}' content cache), in its other open builds (the content index), then in
+     * the tier, then in the store.
      */
     private static OpenedBuild openContentBuild(ObjectStore store, String diffKey, Build b, int blockSize,
                                                 ChunkerOptions options, CacheFactory caches, ChunkTier tier)
             throws IOException {
         ContentTable table = b.content();
         FrameCodec codec = table.codec() == 0 ? null : FrameCodecs.byId(table.codec());
-        SparseCache cache = caches.create(store.name() + "/" + diffKey, b.size(), blockSize);
+        ContentCache files = table.encrypted() ? null : options.contentCache();
+        // With the host's chunk files the build's own cache is a scratch file of holes they are
+        // mapped into: what it holds lives in those files (kept across runs), not in a kept cache.
+        SparseCache cache = files != null
+                ? SparseCache.create(files.scratchFile(), b.size(), blockSize, blockSize)
+                : caches.create(store.name() + "/" + diffKey, b.size(), blockSize);
         try {
             DiskBudget budget = tier == null ? null : tier.budget();
             if (budget != null) {

@@ -38,7 +38,10 @@ public final class Libc {
     public static final int PROT_WRITE = 2;
     public static final int MAP_SHARED = 1;
     public static final int MAP_NORESERVE = 0x4000;
+    public static final int MAP_PRIVATE = 2;
+    public static final int MAP_FIXED = 0x10;
 
+    public static final int ENOENT = 2;
     public static final int EINTR = 4;
     public static final int EIO = 5;
     public static final int EAGAIN = 11;
@@ -184,6 +187,32 @@ public final class Libc {
             throw new ErrnoException("mmap(fd " + fd + ", " + length + " bytes)", errno(scratch));
         }
         return addr.address();
+    }
+
+    /**
+     * Maps {@code length} bytes of {@code fd} from {@code offset} exactly at {@code address}, replacing
+     * whatever this process had mapped there ({@code MAP_FIXED}): the caller must own that range.
+     *
+     * @param flags {@link #MAP_SHARED} or {@link #MAP_PRIVATE}; {@code MAP_FIXED} is added
+     */
+    public static void mmapFixed(long address, long length, int prot, int flags, int fd, long offset)
+            throws ErrnoException {
+        Scratch scratch = SCRATCH.get();
+        MemorySegment addr;
+        try {
+            addr = (MemorySegment) MMAP.invokeExact(capture(scratch), MemorySegment.ofAddress(address), length,
+                    prot, flags | MAP_FIXED, fd, offset);
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+        if (addr.address() == -1L) {
+            throw new ErrnoException("mmap(MAP_FIXED, fd " + fd + ", " + length + " bytes at offset " + offset + ")",
+                    errno(scratch));
+        }
+        if (addr.address() != address) {
+            throw new AssertionError("MAP_FIXED mapped at " + Long.toHexString(addr.address()) + ", not at "
+                    + Long.toHexString(address));
+        }
     }
 
     public static void munmap(long address, long length) throws ErrnoException {
