@@ -96,6 +96,13 @@ final class ServeCommand implements Callable<Integer> {
                     + "them locally. Default: scratch files in a new temp directory, unlinked at once, gone at exit.")
     Path cacheDir;
 
+    @Option(names = "--content-cache", paramLabel = "SIZE", defaultValue = "16G",
+            description = "Content-addressed layers: keep their chunks as files by hash in the cache directory "
+                    + "(content/), at most SIZE (e.g. 16G), mapped into every build that holds them instead of "
+                    + "copied, so a chunk several layers share is held once on disk and in memory; with --cache-dir "
+                    + "they are kept across runs. 0: copy each chunk into its build's cache (default: ${DEFAULT-VALUE}).")
+    String contentCacheSize;
+
     @Option(names = "--overlay-dir", paramLabel = "DIR",
             description = "With --writable: keep the clients' writes in DIR across runs and crashes; NBD FLUSH and FUA "
                     + "make them durable. The next serve of the same image and export with the same DIR goes on "
@@ -236,10 +243,29 @@ final class ServeCommand implements Callable<Integer> {
             closeLast.add(metricsServer);
             reported = Metrics.both(metrics, new MicrometerMetrics(metricsServer.registry()));
         }
-        // One per process: a content-addressed layer's chunks another open build holds are copied, not fetched.
+        long contentBytes;
+        try {
+            contentBytes = dev.lazyblock.upstream.ConfigValues.size(contentCacheSize);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock serve: --content-cache: " + e.getMessage());
+            return 2;
+        }
+        // One per process: a content-addressed layer's chunks another open build holds are mapped
+        // (the content cache) or copied (the index), not fetched.
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(reported)
                 .withContentIndex(new dev.lazyblock.content.ContentIndex())
                 .withContentCipher(ExportCommand.contentCipherFromEnv()); // encrypted content-addressed layers
+        if (contentBytes > 0) {
+            dev.lazyblock.content.ContentCache files;
+            try {
+                files = new dev.lazyblock.content.ContentCache(caches.dir().resolve("content"), contentBytes);
+            } catch (IOException e) {
+                System.err.println("lazyblock serve: --content-cache: " + e.getMessage());
+                return 2;
+            }
+            closeLast.add(files); // after the images: their mappings keep what they map anyway
+            options = options.withContentCache(files);
+        }
         Thread hook = null;
         try {
             Source src = open(image, layered || isHeader(image), caches, kind, options, closeLast);

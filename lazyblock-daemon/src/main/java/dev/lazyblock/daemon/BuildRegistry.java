@@ -74,6 +74,7 @@ final class BuildRegistry implements LayeredImage.BuildOpener, AutoCloseable {
         }
     }
 
+    /** {@code cache}: the kept cache, or null for a build whose chunks live in the content cache (nothing to save). */
     private record Opened(AutoCloseable owner, Chunker chunker, PersistentCache.Opened cache) {}
 
     @FunctionalInterface
@@ -146,7 +147,10 @@ final class BuildRegistry implements LayeredImage.BuildOpener, AutoCloseable {
                                 + "(maxBuilds); delete a sandbox or raise the limit");
                     }
                     entries.remove(victim.identity);
-                    releasing.put(victim.identity, victim.opened.join().cache());
+                    PersistentCache.Opened saving = victim.opened.join().cache();
+                    if (saving != null) {
+                        releasing.put(victim.identity, saving);
+                    }
                 }
                 e = new Entry(identity, label);
                 entries.put(identity, e);
@@ -226,7 +230,7 @@ final class BuildRegistry implements LayeredImage.BuildOpener, AutoCloseable {
             log.warn("closing build {}: {}", e.label, x.toString());
         }
         try {
-            if (!o.cache().awaitReleased(wait)) {
+            if (o.cache() != null && !o.cache().awaitReleased(wait)) {
                 log.warn("the cache of build {} was not saved within {}", e.label, wait);
             }
         } catch (InterruptedException x) {

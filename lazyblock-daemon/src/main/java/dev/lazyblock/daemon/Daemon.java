@@ -126,6 +126,8 @@ public final class Daemon implements AutoCloseable {
     private final Path sandboxDir;
     /** Every build's fetches run here: the host-wide bound ({@link DaemonConfig#maxFetchThreads}). */
     private final FetchThreads fetchers;
+    /** The host's content-addressed chunks by hash, mapped into every build that holds them. */
+    private final dev.lazyblock.content.ContentCache contentCache;
 
     private final ConcurrentHashMap<String, Sandbox> sandboxes = new ConcurrentHashMap<>();
     // Guarded by this: ids being created (counted against maxSandboxes, refused as duplicates).
@@ -158,8 +160,12 @@ public final class Daemon implements AutoCloseable {
         this.fetchers = new FetchThreads(config.maxFetchThreads(), "lazyblockd-fetch-");
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withFetchTimeout(config.fetchTimeout())
                 .withFetchThreads(fetchers)
-                // One per daemon: templates whose content-addressed builds share chunks fetch them once.
+                // One per daemon: templates whose content-addressed builds share chunks fetch them once
+                // and hold them once (files by hash in STATE-DIR/content, kept across restarts).
                 .withContentIndex(new dev.lazyblock.content.ContentIndex());
+        this.contentCache = new dev.lazyblock.content.ContentCache(config.stateDir().resolve("content"),
+                config.diskBudgetBytes() > 0 ? config.diskBudgetBytes() : Long.MAX_VALUE);
+        options = options.withContentCache(contentCache);
         this.builds = new BuildRegistry(config.stateDir().resolve("builds"), config.chunker(), options,
                 config.maxBuilds(), config.fetchTimeout());
         if (config.diskBudgetBytes() > 0) {
@@ -186,6 +192,14 @@ public final class Daemon implements AutoCloseable {
                     .description("fetches from the stores running now").register(registry);
             Gauge.builder("lazyblock.daemon.fetches.waiting", fetchers, FetchThreads::waiting)
                     .description("fetches waiting for one of the daemon's fetch threads").register(registry);
+            Gauge.builder("lazyblock.daemon.content.chunks", contentCache, c -> c.chunks())
+                    .description("content-addressed chunks held once for every build (files by hash)")
+                    .register(registry);
+            Gauge.builder("lazyblock.daemon.content.bytes", contentCache, c -> c.bytes())
+                    .description("bytes of those chunk files").baseUnit("bytes").register(registry);
+            io.micrometer.core.instrument.FunctionCounter.builder("lazyblock.daemon.content.mapped", contentCache,
+                    c -> c.hits()).description("misses served by mapping a chunk file another build fetched")
+                    .register(registry);
         }
         restore();
     }
@@ -698,6 +712,7 @@ public final class Daemon implements AutoCloseable {
             log.info("closed {} sandboxes, kept in {} for the next start", kept.size(), sandboxDir);
         }
         builds.close();
+        contentCache.close(); // after the builds; their mappings keep whatever files they map
         fetchers.close();
         if (budget != null) {
             budget.close();
