@@ -3,6 +3,8 @@ package dev.lazyblock.cli;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.chunker.Chunker;
+import dev.lazyblock.content.ContentCache;
 import dev.lazyblock.content.ContentIndex;
 import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayerExporter.ContentAddressing;
@@ -75,7 +77,12 @@ final class DedupBenchCommand implements Callable<Integer> {
 
     record Image(String name, Path file) {}
 
-    record Row(String layout, long stored, long nonZero, long fetched, long requests) {}
+    /**
+     * @param held   bytes this host's disk holds for the booted images: the builds' cache files
+     *               (allocated blocks) and the content cache's chunk files
+     * @param copies what it would hold if each build kept its own copy of what it read
+     */
+    record Row(String layout, long stored, long nonZero, long fetched, long requests, long held, long copies) {}
 
     @Override
     public Integer call() throws Exception {
@@ -104,15 +111,17 @@ final class DedupBenchCommand implements Callable<Integer> {
                     + "%d KiB extents, the same extents in every image%n%n", images.size(), logical, bootPercent,
                     bootExtentKib);
             System.out.println("| layout | stored bytes | vs one object per image | stored / non-zero chunks | fetched "
-                    + "booting all | vs one object per image | store requests |");
-            System.out.println("|---|---|---|---|---|---|---|");
+                    + "booting all | vs one object per image | store requests | held on the host | vs a copy per "
+                    + "build |");
+            System.out.println("|---|---|---|---|---|---|---|---|---|");
             Row ref = rows.getFirst();
             for (Row r : rows) {
                 Row same = rows.get(rows.indexOf(r) & ~1); // the diff-object row of the same chunk size
-                System.out.printf("| %s | %,d | %.2fx | %s | %,d | %.2fx | %,d |%n", r.layout(), r.stored(),
-                        (double) r.stored() / same.stored(), r.nonZero() == 0 ? "-"
+                System.out.printf("| %s | %,d | %.2fx | %s | %,d | %.2fx | %,d | %,d | %.2fx |%n", r.layout(),
+                        r.stored(), (double) r.stored() / same.stored(), r.nonZero() == 0 ? "-"
                                 : String.format("%.2fx", (double) r.stored() / r.nonZero()), r.fetched(),
-                        (double) r.fetched() / same.fetched(), r.requests());
+                        (double) r.fetched() / same.fetched(), r.requests(), r.held(),
+                        (double) r.held() / r.copies());
             }
             Row best = rows.stream().filter(r -> r.layout().startsWith("content")).min(
                     java.util.Comparator.comparingLong(Row::stored)).orElseThrow();
@@ -144,22 +153,36 @@ final class DedupBenchCommand implements Callable<Integer> {
             long stored = treeBytes(root);
             ChunkerOptions options = ChunkerOptions.DEFAULTS.withChunkSize(chunk).withContentIndex(new ContentIndex());
             List<LayeredImage> open = new ArrayList<>();
-            try {
-                for (int k = 0; k < images.size(); k++) {
-                    LayeredImage img = LayeredImage.open(store, headers.get(k), ChunkerKind.FULL_FETCH, options,
-                            (id, size, bs) -> SparseCache.create(caches.resolve(UUID.randomUUID() + ".cache"), size, bs,
-                                    bs), null);
-                    open.add(img);
-                    boot(img, images.get(k).file());
+            long held = 0;
+            long copies = 0;
+            try (ContentCache files = content ? new ContentCache(caches.resolve("content"), Long.MAX_VALUE) : null) {
+                if (files != null) {
+                    options = options.withContentCache(files);
                 }
-            } finally {
-                open.forEach(LayeredImage::close);
+                try {
+                    for (int k = 0; k < images.size(); k++) {
+                        LayeredImage img = LayeredImage.open(store, headers.get(k), ChunkerKind.FULL_FETCH, options,
+                                (id, size, bs) -> SparseCache.create(caches.resolve(UUID.randomUUID() + ".cache"), size,
+                                        bs, bs), null);
+                        open.add(img);
+                        boot(img, images.get(k).file());
+                    }
+                    for (LayeredImage img : open) {
+                        for (Chunker c : img.chunkers()) {
+                            held += c.cache().fileSize();
+                            copies += c.cache().presence().cardinality() * c.cache().granularity();
+                        }
+                    }
+                    held += files == null ? 0 : files.bytes();
+                } finally {
+                    open.forEach(LayeredImage::close);
+                }
             }
-            System.out.printf("%s: stored %,d bytes, fetched %,d in %,d requests%n", layout, stored, store.bytes(),
-                    store.requests());
+            System.out.printf("%s: stored %,d bytes, fetched %,d in %,d requests, held %,d on the host (%,d as a copy "
+                    + "per build)%n", layout, stored, store.bytes(), store.requests(), held, copies);
             TiersBenchCommand.deleteTree(root);
             TiersBenchCommand.deleteTree(caches);
-            return new Row(layout, stored, nonZero, store.bytes(), store.requests());
+            return new Row(layout, stored, nonZero, store.bytes(), store.requests(), held, copies);
         }
     }
 
