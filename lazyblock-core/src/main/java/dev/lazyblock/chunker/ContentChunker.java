@@ -74,7 +74,10 @@ public final class ContentChunker extends AbstractChunker {
         this.table = table;
         this.codec = codec;
         this.tier = tier;
-        this.index = options.contentIndex();
+        // Encrypted chunks are never shared through the host: their plain bytes are keyed by the
+        // hash of a tenant's ciphertext, which any header can name, so another build must get them
+        // only by decrypting the object with its own secret, never from a peer's cache.
+        this.index = table.encrypted() ? null : options.contentIndex();
         this.cipher = table.encrypted() ? options.contentCipher() : null;
         this.files = table.encrypted() || cache.persistent() ? null : options.contentCache();
         if (table.encrypted() && cipher == null) {
@@ -132,7 +135,9 @@ public final class ContentChunker extends AbstractChunker {
             }
         }
         MemorySegment out = buffer(1, len);
-        if (index != null && index.copyTo(key, out)) {
+        // A peer's bytes are checked against this header's CRC too: a header naming a hash it did
+        // not come by honestly gets nothing from another build's cache.
+        if (index != null && index.copyTo(key, out) && FrameTable.crc(out.asByteBuffer()) == table.uncompressedCrc(i)) {
             land(key, out, off);
             return true;
         }

@@ -128,6 +128,31 @@ class ConvergentEncryptionTest {
         assertThrows(IllegalArgumentException.class, () -> ContentCipher.fromSecret(new byte[8]));
     }
 
+    @Test
+    void anotherTenantGetsNothingFromTheHostWhileTheOwnerHasTheImageOpen() throws Exception {
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        byte[] model = image(6);
+        LayerExporter.Layer l = publish(store, "a", model, TENANT_A);
+        ContentIndex index = new ContentIndex();
+        Path caches = Files.createDirectories(dir.resolve("caches"));
+        try (ContentCache files = new ContentCache(dir.resolve("content"), 1L << 30)) {
+            ChunkerOptions host = ChunkerOptions.DEFAULTS.withContentIndex(index).withContentCache(files);
+            try (LayeredImage owner = LayeredImage.open(store, l.headerKey(), ChunkerKind.FULL_FETCH,
+                    host.withContentCipher(TENANT_A), (id, size, bs) ->
+                            SparseCache.create(caches.resolve(UUID.randomUUID() + ".cache"), size, bs, bs), null)) {
+                byte[] all = new byte[model.length];
+                owner.readAt(all, 0, all.length, 0);
+                assertArrayEquals(model, all);
+                // Tenant B names the same chunks (it has the header) on the same host, with its own secret.
+                IOException denied = assertThrows(IOException.class,
+                        () -> read(store, l.headerKey(), host.withContentCipher(TENANT_B)));
+                assertTrue(denied instanceof CorruptChunkException, denied.toString());
+            }
+            assertEquals(0, index.hits(), "no plain bytes of an encrypted chunk handed from one build to another");
+            assertEquals(0, files.chunks(), "nor kept as a host file by hash");
+        }
+    }
+
     private static boolean contains(byte[] hay, byte[] needle) {
         outer:
         for (int i = 0; i + needle.length <= hay.length; i++) {
