@@ -216,6 +216,20 @@ final class ServeCommand implements Callable<Integer> {
                 return 2;
             }
         }
+        long contentBytes;
+        dev.lazyblock.content.ContentCipher cipher;
+        try {
+            contentBytes = dev.lazyblock.upstream.ConfigValues.size(contentCacheSize);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock serve: --content-cache: " + e.getMessage());
+            return 2;
+        }
+        try {
+            cipher = ExportCommand.contentCipherFromEnv(); // encrypted content-addressed layers
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock serve: $" + ExportCommand.SECRET_ENV + ": " + e.getMessage());
+            return 2;
+        }
         boolean ownDir = cacheDir == null;
         Caches caches = new Caches(ownDir ? Files.createTempDirectory("lazyblock-serve") : Files.createDirectories(cacheDir),
                 !ownDir);
@@ -243,28 +257,34 @@ final class ServeCommand implements Callable<Integer> {
             closeLast.add(metricsServer);
             reported = Metrics.both(metrics, new MicrometerMetrics(metricsServer.registry()));
         }
-        long contentBytes;
-        try {
-            contentBytes = dev.lazyblock.upstream.ConfigValues.size(contentCacheSize);
-        } catch (IllegalArgumentException e) {
-            System.err.println("lazyblock serve: --content-cache: " + e.getMessage());
-            return 2;
-        }
         // One per process: a content-addressed layer's chunks another open build holds are mapped
         // (the content cache) or copied (the index), not fetched.
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(reported)
                 .withContentIndex(new dev.lazyblock.content.ContentIndex())
-                .withContentCipher(ExportCommand.contentCipherFromEnv()); // encrypted content-addressed layers
+                .withContentCipher(cipher);
         if (contentBytes > 0) {
             dev.lazyblock.content.ContentCache files;
             try {
                 files = new dev.lazyblock.content.ContentCache(caches.dir().resolve("content"), contentBytes);
+            } catch (dev.lazyblock.content.ContentCache.InUseException e) {
+                files = null; // another serve on this cache directory has it
+                System.err.println("lazyblock serve: " + e.getMessage() + "; content-addressed chunks are copied "
+                        + "into each build's cache instead");
             } catch (IOException e) {
                 System.err.println("lazyblock serve: --content-cache: " + e.getMessage());
+                for (AutoCloseable c : closeLast) {
+                    try {
+                        c.close();
+                    } catch (Exception suppressed) {
+                        e.addSuppressed(suppressed);
+                    }
+                }
                 return 2;
             }
-            closeLast.add(files); // after the images: their mappings keep what they map anyway
-            options = options.withContentCache(files);
+            if (files != null) {
+                closeLast.add(files); // after the images: their mappings keep what they map anyway
+                options = options.withContentCache(files);
+            }
         }
         Thread hook = null;
         try {

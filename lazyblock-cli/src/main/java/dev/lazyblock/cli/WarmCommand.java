@@ -43,6 +43,12 @@ final class WarmCommand implements Callable<Integer> {
             description = "The kept cache directory to fill (the one serve --cache-dir reads).")
     Path cacheDir;
 
+    @Option(names = "--content-cache", paramLabel = "SIZE", defaultValue = "16G",
+            description = "Content-addressed layers: their chunks go to DIR/content as files by hash, at most SIZE, "
+                    + "where `serve --cache-dir DIR` maps them from (default ${DEFAULT-VALUE}; 0: into the build's "
+                    + "kept cache instead).")
+    String contentCacheSize;
+
     @Option(names = "--parallel", paramLabel = "N", defaultValue = "8",
             description = "Chunks fetched at once (default ${DEFAULT-VALUE}).")
     int parallel;
@@ -76,11 +82,39 @@ final class WarmCommand implements Callable<Integer> {
             System.err.println("lazyblock warm: --parallel must be at least 1, got " + parallel);
             return 2;
         }
+        dev.lazyblock.content.ContentCipher cipher;
+        long contentBytes;
+        try {
+            contentBytes = dev.lazyblock.upstream.ConfigValues.size(contentCacheSize);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock warm: --content-cache: " + e.getMessage());
+            return 2;
+        }
+        try {
+            cipher = ExportCommand.contentCipherFromEnv(); // encrypted content-addressed layers
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock warm: $" + ExportCommand.SECRET_ENV + ": " + e.getMessage());
+            return 2;
+        }
         Caches caches = new Caches(Files.createDirectories(cacheDir), true);
         CountingMetrics metrics = new CountingMetrics();
-        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics)
-                .withContentCipher(ExportCommand.contentCipherFromEnv()); // encrypted content-addressed layers
+        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withContentCipher(cipher);
         List<AutoCloseable> closeLast = new ArrayList<>();
+        if (contentBytes > 0) {
+            // Where `serve --cache-dir` looks for content-addressed chunks: warm fills the same files.
+            try {
+                dev.lazyblock.content.ContentCache files =
+                        new dev.lazyblock.content.ContentCache(caches.dir().resolve("content"), contentBytes);
+                closeLast.add(files);
+                options = options.withContentCache(files);
+            } catch (dev.lazyblock.content.ContentCache.InUseException e) {
+                System.err.println("lazyblock warm: " + e.getMessage() + "; content-addressed chunks go into each "
+                        + "build's kept cache instead");
+            } catch (IOException e) {
+                System.err.println("lazyblock warm: --content-cache: " + e.getMessage());
+                return 2;
+            }
+        }
         try {
             ChunkTier shared = tier.open(caches);
             if (shared != null) {

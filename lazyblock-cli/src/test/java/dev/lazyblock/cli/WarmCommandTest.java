@@ -89,6 +89,44 @@ class WarmCommandTest {
         assertTrue(again.out().contains("(0 fetched now in 0 requests"), again.out());
     }
 
+    /**
+     * A content-addressed image: warm fills DIR/content with its chunks by hash, and serve
+     * --cache-dir DIR maps them from there with no request to the store.
+     */
+    @Test
+    void serveMapsTheChunkFilesWarmKeptForAContentAddressedImage() throws Exception {
+        Path raw = randomFile("cas.raw", 20 * (64 << 10) + 4096, 24);
+        DirectoryStore store = new DirectoryStore(dir.resolve("store"));
+        LayerExporter.Layer base = LayerExporter.publishBase(raw, 4096, store, "vm", n -> { },
+                LayerExporter.Compression.NONE, LayerExporter.ContentAddressing.of(64 << 10));
+        Path header = dir.resolve("store").resolve(base.headerKey());
+        Path caches = dir.resolve("caches");
+        Run warm = run(new WarmCommand(), header.toString(), "--cache-dir", caches.toString());
+        assertEquals(0, warm.exit(), warm.err());
+        assertTrue(warm.out().contains("fetched now in 21 requests"), warm.out());
+        try (var s = Files.walk(caches.resolve("content"))) {
+            assertEquals(21, s.filter(p -> p.toString().endsWith(".plain")).count(), "one file per chunk");
+        }
+        ServeCommandTest.Running s = new ServeCommandTest.Running(header.toString(), "--listen", "127.0.0.1:0",
+                "--cache-dir", caches.toString());
+        Path copy = dir.resolve("copy");
+        ClientTools.run("nbdcopy", s.uri(header.getFileName().toString().replace(".header", "")), copy.toString());
+        String out = s.stop();
+        assertEquals(-1, Files.mismatch(raw, copy), "the bytes are the image's");
+        assertTrue(out.contains("remote: 0 requests"), "every chunk mapped from warm's files: " + out);
+        // Another process holding c2's content cache: warm goes on, into the build's kept cache.
+        try (var held = new dev.lazyblock.content.ContentCache(dir.resolve("c2/content"), 1 << 30)) {
+            Run shared = run(new WarmCommand(), header.toString(), "--cache-dir", dir.resolve("c2").toString());
+            assertEquals(0, shared.exit(), shared.err());
+            assertTrue(shared.err().contains("is in use by another process"), shared.err());
+            assertTrue(shared.out().contains("fetched now in 21 requests"), shared.out());
+        }
+        Run bad = run(new WarmCommand(), header.toString(), "--cache-dir", dir.resolve("c3").toString(),
+                "--content-cache", "lots");
+        assertEquals(2, bad.exit());
+        assertTrue(bad.err().contains("--content-cache: 'lots' is not a size"), bad.err());
+    }
+
     @Test
     void warmWithoutACacheDirSaysWhatItNeeds() {
         Run r = run(new WarmCommand(), "x.img");

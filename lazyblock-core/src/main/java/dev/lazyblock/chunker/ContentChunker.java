@@ -130,8 +130,7 @@ public final class ContentChunker extends AbstractChunker {
         if (files != null) {
             int crc = table.uncompressedCrc(i);
             if (files.mapInto(key, cache, off, len, bytes -> FrameTable.crc(bytes.asByteBuffer()) == crc)) {
-                metrics.tierRead(true, len);
-                return true;
+                return true; // a local hit: the content cache counts it
             }
         }
         MemorySegment out = buffer(1, len);

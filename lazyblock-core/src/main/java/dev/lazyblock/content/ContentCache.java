@@ -70,11 +70,19 @@ public final class ContentCache implements AutoCloseable {
     private long failedWrites;
     private boolean closed;
 
+    /** Another process (or another cache in this one) has the directory. */
+    public static final class InUseException extends IOException {
+        InUseException(String message) {
+            super(message);
+        }
+    }
+
     /**
      * Opens (or creates) the cache in {@code dir}, keeping the chunk files already there, newest first,
      * up to {@code maxBytes}.
      *
-     * @throws IOException if {@code dir} cannot be made, or another process has it open
+     * @throws InUseException if another process has it open
+     * @throws IOException if {@code dir} cannot be made
      */
     public ContentCache(Path dir, long maxBytes) throws IOException {
         if (maxBytes <= 0) {
@@ -92,7 +100,7 @@ public final class ContentCache implements AutoCloseable {
         }
         if (l == null) {
             lockFile.close();
-            throw new IOException("the content cache " + dir + " is in use by another process (or another "
+            throw new InUseException("the content cache " + dir + " is in use by another process (or another "
                     + "ContentCache in this one): give each its own directory");
         }
         this.lock = l;

@@ -179,7 +179,8 @@ class ContentCacheTest {
     @Test
     void aSecondCacheOnTheSameDirectoryIsRefusedClearly() throws Exception {
         try (ContentCache files = new ContentCache(dir.resolve("content"), 1 << 20)) {
-            IOException e = assertThrows(IOException.class, () -> new ContentCache(dir.resolve("content"), 1 << 20));
+            IOException e = assertThrows(ContentCache.InUseException.class,
+                    () -> new ContentCache(dir.resolve("content"), 1 << 20));
             assertTrue(e.getMessage().contains("in use"), e.getMessage());
         }
         assertThrows(IllegalArgumentException.class, () -> new ContentCache(dir.resolve("other"), 0));
