@@ -69,6 +69,24 @@ final class ExportCommand implements Callable<Integer> {
     static final String SECRET_ENV = "LAZYBLOCK_CONTENT_SECRET";
 
     /** The cipher of the tenant secret in {@link #SECRET_ENV}, or null when it is not set. */
+    /** What serve and warm need for content-addressed layers: the content cache's bound (0: none) and the cipher. */
+    record ContentSettings(long cacheBytes, dev.lazyblock.content.ContentCipher cipher) {
+        /** @throws IllegalArgumentException saying which option or variable is wrong, and how */
+        static ContentSettings parse(String cacheSize) {
+            long bytes;
+            try {
+                bytes = dev.lazyblock.upstream.ConfigValues.size(cacheSize);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("--content-cache: " + e.getMessage(), e);
+            }
+            try {
+                return new ContentSettings(bytes, contentCipherFromEnv());
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("$" + SECRET_ENV + ": " + e.getMessage(), e);
+            }
+        }
+    }
+
     static dev.lazyblock.content.ContentCipher contentCipherFromEnv() {
         String s = System.getenv(SECRET_ENV);
         return s == null || s.isEmpty() ? null

@@ -216,20 +216,15 @@ final class ServeCommand implements Callable<Integer> {
                 return 2;
             }
         }
-        long contentBytes;
-        dev.lazyblock.content.ContentCipher cipher;
+        ExportCommand.ContentSettings content;
         try {
-            contentBytes = dev.lazyblock.upstream.ConfigValues.size(contentCacheSize);
+            content = ExportCommand.ContentSettings.parse(contentCacheSize); // encrypted content-addressed layers too
         } catch (IllegalArgumentException e) {
-            System.err.println("lazyblock serve: --content-cache: " + e.getMessage());
+            System.err.println("lazyblock serve: " + e.getMessage());
             return 2;
         }
-        try {
-            cipher = ExportCommand.contentCipherFromEnv(); // encrypted content-addressed layers
-        } catch (IllegalArgumentException e) {
-            System.err.println("lazyblock serve: $" + ExportCommand.SECRET_ENV + ": " + e.getMessage());
-            return 2;
-        }
+        long contentBytes = content.cacheBytes();
+        dev.lazyblock.content.ContentCipher cipher = content.cipher();
         boolean ownDir = cacheDir == null;
         Caches caches = new Caches(ownDir ? Files.createTempDirectory("lazyblock-serve") : Files.createDirectories(cacheDir),
                 !ownDir);

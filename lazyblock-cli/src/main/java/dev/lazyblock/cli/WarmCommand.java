@@ -82,20 +82,15 @@ final class WarmCommand implements Callable<Integer> {
             System.err.println("lazyblock warm: --parallel must be at least 1, got " + parallel);
             return 2;
         }
-        dev.lazyblock.content.ContentCipher cipher;
-        long contentBytes;
+        ExportCommand.ContentSettings content;
         try {
-            contentBytes = dev.lazyblock.upstream.ConfigValues.size(contentCacheSize);
+            content = ExportCommand.ContentSettings.parse(contentCacheSize); // encrypted content-addressed layers too
         } catch (IllegalArgumentException e) {
-            System.err.println("lazyblock warm: --content-cache: " + e.getMessage());
+            System.err.println("lazyblock warm: " + e.getMessage());
             return 2;
         }
-        try {
-            cipher = ExportCommand.contentCipherFromEnv(); // encrypted content-addressed layers
-        } catch (IllegalArgumentException e) {
-            System.err.println("lazyblock warm: $" + ExportCommand.SECRET_ENV + ": " + e.getMessage());
-            return 2;
-        }
+        long contentBytes = content.cacheBytes();
+        dev.lazyblock.content.ContentCipher cipher = content.cipher();
         Caches caches = new Caches(Files.createDirectories(cacheDir), true);
         CountingMetrics metrics = new CountingMetrics();
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withContentCipher(cipher);
