@@ -338,4 +338,25 @@ class ServeCommandTest {
         assertTrue(ServeCommand.isHeader("/a/b.header"));
         assertFalse(ServeCommand.isHeader("https://h/a.img?x=.header"));
     }
+
+    @Test
+    void aTenantSecretTooShortIsExitTwoNamingTheVariable() throws Exception {
+        Path img = Files.write(dir.resolve("x.img"), new byte[4096]);
+        Path log = dir.resolve("serve.log");
+        ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                Main.class.getName(), "serve", img.toString(), "--listen", "127.0.0.1:0")
+                .redirectErrorStream(true).redirectOutput(log.toFile());
+        pb.environment().put(ExportCommand.SECRET_ENV, "too short");
+        Process p = pb.start();
+        try {
+            assertTrue(p.waitFor(60, TimeUnit.SECONDS), "serve did not exit: " + Files.readString(log));
+        } finally {
+            p.destroyForcibly();
+        }
+        String out = Files.readString(log);
+        assertEquals(2, p.exitValue(), out);
+        assertTrue(out.contains("lazyblock serve: $" + ExportCommand.SECRET_ENV + ": "), out);
+        assertFalse(out.contains("too short"), "the secret is not echoed: " + out);
+    }
 }
