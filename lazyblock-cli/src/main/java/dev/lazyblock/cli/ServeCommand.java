@@ -279,6 +279,9 @@ final class ServeCommand implements Callable<Integer> {
             if (files != null) {
                 closeLast.add(files); // after the images: their mappings keep what they map anyway
                 options = options.withContentCache(files);
+                if (caches.tier() != null && caches.tier().budget() != null) {
+                    caches.tier().budget().governContent(files); // --tier-budget bounds these files too
+                }
             }
         }
         Thread hook = null;

@@ -51,6 +51,8 @@ public final class DiskBudget {
     private long evictedBytes;
     private long evictedCaches;
     private ChunkTier tier;
+    /** Guarded by {@code this}: the host's content-addressed chunk files, counted and shrunk last; or null. */
+    private dev.lazyblock.content.ContentCache content;
     /** A lease older than this is a crashed host's. */
     private final java.time.Duration leaseTtl;
     /** Guarded by {@code this}: this host's lease files, touched by {@link #refresher}. */
@@ -359,6 +361,15 @@ public final class DiskBudget {
         return live;
     }
 
+    /**
+     * Counts {@code c}'s chunk files against the budget too: when the whole is over, closed kept caches
+     * and tier builds go first (least recently used), then the content cache's least recently used
+     * files (a file a build has mapped frees its blocks when that build closes).
+     */
+    public synchronized void governContent(dev.lazyblock.content.ContentCache c) {
+        this.content = c;
+    }
+
     /** Counts a local cache against the budget until it closes. */
     public synchronized void count(SparseCache cache) {
         caches.add(cache);
@@ -386,6 +397,9 @@ public final class DiskBudget {
         }
         for (Kept k : keptCaches()) {
             sum += k.bytes(); // kept caches on disk, open or not (an open one is its file: not counted twice below)
+        }
+        if (content != null) {
+            sum += content.bytes();
         }
         caches.removeIf(SparseCache::isClosed);
         for (SparseCache c : caches) {
@@ -471,6 +485,16 @@ public final class DiskBudget {
                     log.info("disk budget: evicted kept cache {} ({} bytes)", oldestKept.key(), freed);
                 }
                 continue;
+            }
+            if (victim == null && content != null) {
+                long over = Math.max(used - maxBytes, minFreeBytes - free());
+                long freed = content.shrinkBy(Math.max(1, over));
+                if (freed > 0) {
+                    evictedBytes += freed;
+                    used -= freed;
+                    log.info("disk budget: removed {} bytes of content-addressed chunk files", freed);
+                    continue;
+                }
             }
             if (victim == null) {
                 log.warn("disk budget: {} bytes used of {}, {} free (floor {}), and every remaining build is open",

@@ -287,10 +287,26 @@ public final class ContentCache implements AutoCloseable {
         return true;
     }
 
+    /**
+     * Removes least recently used files until at least {@code bytes} are freed or none is left: what a
+     * disk budget over this cache and other files asks for when the whole is over.
+     *
+     * @return the bytes freed
+     */
+    public synchronized long shrinkBy(long bytes) {
+        long before = this.bytes;
+        evictDownTo(Math.max(0, before - bytes), null);
+        return before - this.bytes;
+    }
+
     /** Removes least recently used files, never {@code keep}, until the bound holds. Caller holds the lock. */
     private void evictOverBound(ContentKey keep) {
+        evictDownTo(maxBytes, keep);
+    }
+
+    private void evictDownTo(long target, ContentKey keep) {
         Iterator<Map.Entry<ContentKey, Long>> it = files.entrySet().iterator();
-        while (bytes > maxBytes && it.hasNext()) {
+        while (bytes > target && it.hasNext()) {
             Map.Entry<ContentKey, Long> e = it.next();
             if (e.getKey().equals(keep)) {
                 continue;

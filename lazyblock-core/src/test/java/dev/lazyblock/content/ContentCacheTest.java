@@ -177,6 +177,28 @@ class ContentCacheTest {
     }
 
     @Test
+    void aDiskBudgetOverTheContentCacheRemovesItsLeastRecentlyUsedFilesWhenTheWholeIsOver() throws Exception {
+        byte[] a = image(6, 12, 0);
+        ObservedStore store = new ObservedStore(dir.resolve("store"));
+        LayerExporter.Layer la = publish(store, file("a.raw", a));
+        Path content = dir.resolve("content");
+        try (ContentCache files = new ContentCache(content, 1L << 30);
+             LayeredImage ia = open(store, la.headerKey(), files)) {
+            assertArrayEquals(a, readAll(ia));
+            assertEquals(11L * CHUNK, files.bytes());
+            dev.lazyblock.chunker.DiskBudget budget = new dev.lazyblock.chunker.DiskBudget(4L * CHUNK, 0, content);
+            budget.governContent(files);
+            assertEquals(11L * CHUNK, budget.usedBytes(), "the chunk files count; the build's scratch cache is holes");
+            budget.enforce();
+            assertTrue(budget.usedBytes() <= 4L * CHUNK, "under the budget: " + budget.usedBytes());
+            assertEquals(7, files.evicted());
+            assertEquals(7L * CHUNK, budget.evictedBytes());
+            assertArrayEquals(a, readAll(ia), "the open build still reads what it mapped");
+            budget.close();
+        }
+    }
+
+    @Test
     void aSecondCacheOnTheSameDirectoryIsRefusedClearly() throws Exception {
         try (ContentCache files = new ContentCache(dir.resolve("content"), 1 << 20)) {
             IOException e = assertThrows(ContentCache.InUseException.class,

@@ -172,6 +172,7 @@ public final class Daemon implements AutoCloseable {
             Path buildDir = Files.createDirectories(config.stateDir().resolve("builds"));
             this.budget = new DiskBudget(config.diskBudgetBytes(), config.minFreeBytes(), buildDir);
             budget.governCaches(buildDir); // closed builds' caches go LRU; open ones hold their lock
+            budget.governContent(contentCache); // then the shared chunk files, LRU
         } else {
             this.budget = null;
         }
