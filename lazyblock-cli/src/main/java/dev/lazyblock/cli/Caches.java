@@ -4,6 +4,7 @@ import dev.lazyblock.cache.PersistentCache;
 import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.chunker.ChunkTier;
+import dev.lazyblock.content.ContentCache;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -38,12 +39,38 @@ final class Caches implements LayeredImage.CacheFactory {
         return tier;
     }
 
-    /** The images read through {@code t}; kept caches here share its disk budget, if it has one. */
+    /** The content cache opened by {@link #openContent}, or null; set before the tier. */
+    private volatile ContentCache content;
+
+    /** The images read through {@code t}; kept caches and chunk files here share its disk budget, if it has one. */
     void useTier(ChunkTier t) throws IOException {
         this.tier = t;
         if (t.budget() != null && persistent) {
             t.budget().governCaches(dir);
         }
+        if (t.budget() != null && content != null) {
+            t.budget().governContent(content);
+        }
+    }
+
+    /**
+     * The content-addressed chunks' files in {@code dir/content}, at most {@code maxBytes}: what
+     * serve maps and warm fills. Null when {@code maxBytes} is 0, or when another process has the
+     * directory (said on stderr: chunks are then copied into each build's cache).
+     *
+     * @throws IOException if the directory cannot be made or read
+     */
+    ContentCache openContent(long maxBytes, String command) throws IOException {
+        if (maxBytes == 0) {
+            return null;
+        }
+        try {
+            content = new ContentCache(dir.resolve("content"), maxBytes);
+        } catch (ContentCache.InUseException e) {
+            System.err.println("lazyblock " + command + ": " + e.getMessage() + "; content-addressed chunks are "
+                    + "copied into each build's cache instead");
+        }
+        return content;
     }
 
     /** The tier's name for the chunks of a plain image: its name and version, hashed. */

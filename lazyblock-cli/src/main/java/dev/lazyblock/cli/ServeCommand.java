@@ -223,13 +223,21 @@ final class ServeCommand implements Callable<Integer> {
             System.err.println("lazyblock serve: " + e.getMessage());
             return 2;
         }
-        long contentBytes = content.cacheBytes();
-        dev.lazyblock.content.ContentCipher cipher = content.cipher();
         boolean ownDir = cacheDir == null;
         Caches caches = new Caches(ownDir ? Files.createTempDirectory("lazyblock-serve") : Files.createDirectories(cacheDir),
                 !ownDir);
         CountingMetrics metrics = new CountingMetrics();
         List<AutoCloseable> closeLast = new ArrayList<>();
+        dev.lazyblock.content.ContentCache files;
+        try {
+            files = caches.openContent(content.cacheBytes(), "serve"); // before the tier: its budget bounds them too
+        } catch (IOException e) {
+            System.err.println("lazyblock serve: --content-cache: " + e.getMessage());
+            return 2;
+        }
+        if (files != null) {
+            closeLast.add(files); // after the images: their mappings keep what they map anyway
+        }
         try {
             ChunkTier shared = tier.open(caches);
             if (shared != null) {
@@ -256,33 +264,9 @@ final class ServeCommand implements Callable<Integer> {
         // (the content cache) or copied (the index), not fetched.
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(reported)
                 .withContentIndex(new dev.lazyblock.content.ContentIndex())
-                .withContentCipher(cipher);
-        if (contentBytes > 0) {
-            dev.lazyblock.content.ContentCache files;
-            try {
-                files = new dev.lazyblock.content.ContentCache(caches.dir().resolve("content"), contentBytes);
-            } catch (dev.lazyblock.content.ContentCache.InUseException e) {
-                files = null; // another serve on this cache directory has it
-                System.err.println("lazyblock serve: " + e.getMessage() + "; content-addressed chunks are copied "
-                        + "into each build's cache instead");
-            } catch (IOException e) {
-                System.err.println("lazyblock serve: --content-cache: " + e.getMessage());
-                for (AutoCloseable c : closeLast) {
-                    try {
-                        c.close();
-                    } catch (Exception suppressed) {
-                        e.addSuppressed(suppressed);
-                    }
-                }
-                return 2;
-            }
-            if (files != null) {
-                closeLast.add(files); // after the images: their mappings keep what they map anyway
-                options = options.withContentCache(files);
-                if (caches.tier() != null && caches.tier().budget() != null) {
-                    caches.tier().budget().governContent(files); // --tier-budget bounds these files too
-                }
-            }
+                .withContentCipher(content.cipher());
+        if (files != null) {
+            options = options.withContentCache(files);
         }
         Thread hook = null;
         try {

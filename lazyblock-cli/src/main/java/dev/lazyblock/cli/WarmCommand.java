@@ -89,26 +89,20 @@ final class WarmCommand implements Callable<Integer> {
             System.err.println("lazyblock warm: " + e.getMessage());
             return 2;
         }
-        long contentBytes = content.cacheBytes();
-        dev.lazyblock.content.ContentCipher cipher = content.cipher();
         Caches caches = new Caches(Files.createDirectories(cacheDir), true);
         CountingMetrics metrics = new CountingMetrics();
-        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withContentCipher(cipher);
+        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withContentCipher(content.cipher());
         List<AutoCloseable> closeLast = new ArrayList<>();
-        if (contentBytes > 0) {
+        try {
             // Where `serve --cache-dir` looks for content-addressed chunks: warm fills the same files.
-            try {
-                dev.lazyblock.content.ContentCache files =
-                        new dev.lazyblock.content.ContentCache(caches.dir().resolve("content"), contentBytes);
+            dev.lazyblock.content.ContentCache files = caches.openContent(content.cacheBytes(), "warm");
+            if (files != null) {
                 closeLast.add(files);
                 options = options.withContentCache(files);
-            } catch (dev.lazyblock.content.ContentCache.InUseException e) {
-                System.err.println("lazyblock warm: " + e.getMessage() + "; content-addressed chunks go into each "
-                        + "build's kept cache instead");
-            } catch (IOException e) {
-                System.err.println("lazyblock warm: --content-cache: " + e.getMessage());
-                return 2;
             }
+        } catch (IOException e) {
+            System.err.println("lazyblock warm: --content-cache: " + e.getMessage());
+            return 2;
         }
         try {
             ChunkTier shared = tier.open(caches);
