@@ -33,7 +33,8 @@ public final class MissProfile implements AutoCloseable {
      * request other than their own (a stream, another reader's) and are left out.
      */
     public record Breakdown(int pairs, int unpaired, double waitMicros, double p50Micros, double p90Micros,
-                            double maxMicros, double[] stageMicros) {
+                            double maxMicros, double[] stageMicros, int tailPairs, double tailWaitMicros,
+                            double[] tailStageMicros) {
         public double stage(String name) {
             return stageMicros[STAGES.indexOf(name)];
         }
@@ -67,9 +68,7 @@ public final class MissProfile implements AutoCloseable {
         List<RecordedEvent> sorted = new ArrayList<>(events);
         sorted.sort((a, b) -> a.getEndTime().compareTo(b.getEndTime()));
         Map<Long, ArrayDeque<RecordedEvent>> fetches = new HashMap<>();
-        double[] sums = new double[STAGES.size()];
-        double waitSum = 0;
-        List<Long> waits = new ArrayList<>();
+        List<long[]> rows = new ArrayList<>(); // per pair: wait, then its stages
         int pairs = 0;
         int unpaired = 0;
         for (RecordedEvent e : sorted) {
@@ -95,20 +94,35 @@ public final class MissProfile implements AutoCloseable {
                     nanos(f, "release"), nanos(e, "wake")};
             // Hand-over is what the rest leaves of the reader's wait: its own path to the hand-off.
             stage[0] = Math.max(0, wait - Arrays.stream(stage).sum());
-            for (int i = 0; i < stage.length; i++) {
-                sums[i] += stage[i] / 1000.0;
-            }
-            waitSum += wait / 1000.0;
-            waits.add(wait);
+            long[] row = new long[1 + stage.length];
+            row[0] = wait;
+            System.arraycopy(stage, 0, row, 1, stage.length);
+            rows.add(row);
             pairs++;
         }
-        double[] means = new double[sums.length];
-        for (int i = 0; i < sums.length; i++) {
-            means[i] = pairs == 0 ? 0 : sums[i] / pairs;
+        rows.sort((a, b) -> Long.compare(a[0], b[0]));
+        List<Long> waits = rows.stream().map(r -> r[0]).toList();
+        // The slowest 5%: which stage the tail spends its time in, which the means hide.
+        List<long[]> tail = rows.subList(rows.size() - (rows.size() + 19) / 20, rows.size());
+        double[] all = means(rows);
+        double[] slow = means(tail);
+        return new Breakdown(pairs, unpaired, all[0], percentile(waits, 50), percentile(waits, 90),
+                percentile(waits, 100), Arrays.copyOfRange(all, 1, all.length), tail.size(), slow[0],
+                Arrays.copyOfRange(slow, 1, slow.length));
+    }
+
+    /** Column means in µs of rows of nanoseconds ({@code STAGES.size() + 1} wide); zeros if there are none. */
+    private static double[] means(List<long[]> rows) {
+        double[] m = new double[STAGES.size() + 1];
+        for (long[] r : rows) {
+            for (int i = 0; i < m.length; i++) {
+                m[i] += r[i] / 1000.0;
+            }
         }
-        waits.sort(null);
-        return new Breakdown(pairs, unpaired, pairs == 0 ? 0 : waitSum / pairs, percentile(waits, 50),
-                percentile(waits, 90), percentile(waits, 100), means);
+        for (int i = 0; i < m.length && !rows.isEmpty(); i++) {
+            m[i] /= rows.size();
+        }
+        return m;
     }
 
     private static double percentile(List<Long> sorted, int p) {

@@ -126,7 +126,7 @@ final class BenchCommand implements Callable<Integer> {
                 + "reader's path until its request goes out (from its own thread: the simulated store honours interrupts);%n"
                 + "queued = until a thread sends it (~0 on the reader's own); first byte and transfer = the store (the%n"
                 + "model's sleeps plus their overshoot); release = lock and unpark; wake = until the reader is back in%n"
-                + "its caller.%n%n", iterations);
+                + "its caller. A row marked * is the slowest 5%% of that backend's misses.%n%n", iterations);
         String head = String.format("%-4s %8s %8s %8s %8s %8s", "", "wait", "p50", "p90", "max", "floor")
                 + MissProfile.STAGES.stream().map(st -> String.format(" %11s", st)).reduce("", String::concat)
                 + String.format(" %7s", "pairs");
@@ -147,6 +147,13 @@ final class BenchCommand implements Callable<Integer> {
             }
             row.append(String.format(" %7s", b.pairs() + (b.unpaired() > 0 ? "+" + b.unpaired() : "")));
             System.out.println(row);
+            StringBuilder tail = new StringBuilder(String.format("%-4s %,8.0f %8s %8s %8s %8s", backend + "*",
+                    b.tailWaitMicros(), "", "", "", ""));
+            for (double st : b.tailStageMicros()) {
+                tail.append(String.format(" %,11.1f", st));
+            }
+            tail.append(String.format(" %7d", b.tailPairs()));
+            System.out.println(tail);
         }
     }
 
