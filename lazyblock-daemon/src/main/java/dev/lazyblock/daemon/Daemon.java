@@ -130,6 +130,12 @@ public final class Daemon implements AutoCloseable {
     private final dev.lazyblock.content.ContentCache contentCache;
 
     private final ConcurrentHashMap<String, Sandbox> sandboxes = new ConcurrentHashMap<>();
+    /**
+     * The host series this daemon registered, removed at {@link #close}: a registry outlives a
+     * daemon (a restart in one process), and Micrometer would hand the next daemon these meters,
+     * still reading this one's state.
+     */
+    private final List<io.micrometer.core.instrument.Meter> hostMeters = new ArrayList<>();
     // Guarded by this: ids being created (counted against maxSandboxes, refused as duplicates).
     private final Set<String> creating = new HashSet<>();
     // Guarded by this: one open store per store name, shared by every sandbox (and build) from it.
@@ -157,52 +163,74 @@ public final class Daemon implements AutoCloseable {
         this.registry = registry;
         this.metrics = new HostMetrics(registry == null ? null : new MicrometerMetrics(registry));
         this.sandboxDir = Files.createDirectories(config.stateDir().resolve("sandboxes"));
-        this.fetchers = new FetchThreads(config.maxFetchThreads(), "lazyblockd-fetch-");
-        ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withFetchTimeout(config.fetchTimeout())
-                .withFetchThreads(fetchers)
-                // One per daemon: templates whose content-addressed builds share chunks fetch them once
-                // and hold them once (files by hash in STATE-DIR/content, kept across restarts).
-                .withContentIndex(new dev.lazyblock.content.ContentIndex());
-        this.contentCache = new dev.lazyblock.content.ContentCache(config.stateDir().resolve("content"),
-                config.diskBudgetBytes() > 0 ? config.diskBudgetBytes() : Long.MAX_VALUE);
-        options = options.withContentCache(contentCache);
-        this.builds = new BuildRegistry(config.stateDir().resolve("builds"), config.chunker(), options,
-                config.maxBuilds(), config.fetchTimeout());
-        if (config.diskBudgetBytes() > 0) {
-            Path buildDir = Files.createDirectories(config.stateDir().resolve("builds"));
-            this.budget = new DiskBudget(config.diskBudgetBytes(), config.minFreeBytes(), buildDir);
-            budget.governCaches(buildDir); // closed builds' caches go LRU; open ones hold their lock
-            budget.governContent(contentCache); // then the shared chunk files, LRU
-        } else {
-            this.budget = null;
+        // What the daemon holds is taken in this order and, if a later step fails, given back in
+        // the reverse one: a daemon that did not start holds no lock, thread or meter (a second
+        // one on the same state directory may start once the cause is gone).
+        FetchThreads fetchThreads = new FetchThreads(config.maxFetchThreads(), "lazyblockd-fetch-");
+        dev.lazyblock.content.ContentCache content = null;
+        DiskBudget diskBudget = null;
+        try {
+            ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withFetchTimeout(config.fetchTimeout())
+                    .withFetchThreads(fetchThreads)
+                    // One per daemon: templates whose content-addressed builds share chunks fetch them once
+                    // and hold them once (files by hash in STATE-DIR/content, kept across restarts).
+                    .withContentIndex(new dev.lazyblock.content.ContentIndex());
+            content = new dev.lazyblock.content.ContentCache(config.stateDir().resolve("content"),
+                    config.diskBudgetBytes() > 0 ? config.diskBudgetBytes() : Long.MAX_VALUE);
+            options = options.withContentCache(content);
+            if (config.diskBudgetBytes() > 0) {
+                Path buildDir = Files.createDirectories(config.stateDir().resolve("builds"));
+                diskBudget = new DiskBudget(config.diskBudgetBytes(), config.minFreeBytes(), buildDir);
+                diskBudget.governCaches(buildDir); // closed builds' caches go LRU; open ones hold their lock
+                diskBudget.governContent(content); // then the shared chunk files, LRU
+            }
+            this.builds = new BuildRegistry(config.stateDir().resolve("builds"), config.chunker(), options,
+                    config.maxBuilds(), config.fetchTimeout());
+        } catch (IOException | RuntimeException | Error e) {
+            if (diskBudget != null) {
+                diskBudget.close();
+            }
+            if (content != null) {
+                content.close();
+            }
+            fetchThreads.close();
+            throw e;
         }
+        this.fetchers = fetchThreads;
+        this.contentCache = content;
+        this.budget = diskBudget;
         // One platform thread for every sandbox's NBD handshake timeouts.
         this.timer = Executors.newSingleThreadScheduledExecutor(
                 Thread.ofPlatform().daemon().name("lazyblockd-timer").factory());
-        if (budget != null) {
-            // Enforcement walks the caches' files (a stat each): cheap, and off the read path.
-            timer.scheduleWithFixedDelay(this::enforceBudget, BUDGET_INTERVAL.toMillis(), BUDGET_INTERVAL.toMillis(),
-                    java.util.concurrent.TimeUnit.MILLISECONDS);
+        try {
+            if (budget != null) {
+                // Enforcement walks the caches' files (a stat each): cheap, and off the read path.
+                timer.scheduleWithFixedDelay(this::enforceBudget, BUDGET_INTERVAL.toMillis(),
+                        BUDGET_INTERVAL.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+            }
+            if (registry != null) {
+                hostMeters.add(Gauge.builder("lazyblock.daemon.sandboxes", sandboxes, Map::size)
+                        .description("open sandboxes").register(registry));
+                hostMeters.add(Gauge.builder("lazyblock.daemon.builds", builds, BuildRegistry::open)
+                        .description("open builds").register(registry));
+                hostMeters.add(Gauge.builder("lazyblock.daemon.fetches.running", fetchers, FetchThreads::running)
+                        .description("fetches from the stores running now").register(registry));
+                hostMeters.add(Gauge.builder("lazyblock.daemon.fetches.waiting", fetchers, FetchThreads::waiting)
+                        .description("fetches waiting for one of the daemon's fetch threads").register(registry));
+                hostMeters.add(Gauge.builder("lazyblock.daemon.content.chunks", contentCache, c -> c.chunks())
+                        .description("content-addressed chunks held once for every build (files by hash)")
+                        .register(registry));
+                hostMeters.add(Gauge.builder("lazyblock.daemon.content.bytes", contentCache, c -> c.bytes())
+                        .description("bytes of those chunk files").baseUnit("bytes").register(registry));
+                hostMeters.add(io.micrometer.core.instrument.FunctionCounter.builder("lazyblock.daemon.content.mapped",
+                                contentCache, c -> c.hits())
+                        .description("misses served by mapping a chunk file another build fetched").register(registry));
+            }
+            restore();
+        } catch (IOException | RuntimeException | Error e) {
+            close(); // the sandboxes restore() brought back stay in the state directory, as at any stop
+            throw e;
         }
-        if (registry != null) {
-            Gauge.builder("lazyblock.daemon.sandboxes", sandboxes, Map::size).description("open sandboxes")
-                    .register(registry);
-            Gauge.builder("lazyblock.daemon.builds", builds, BuildRegistry::open).description("open builds")
-                    .register(registry);
-            Gauge.builder("lazyblock.daemon.fetches.running", fetchers, FetchThreads::running)
-                    .description("fetches from the stores running now").register(registry);
-            Gauge.builder("lazyblock.daemon.fetches.waiting", fetchers, FetchThreads::waiting)
-                    .description("fetches waiting for one of the daemon's fetch threads").register(registry);
-            Gauge.builder("lazyblock.daemon.content.chunks", contentCache, c -> c.chunks())
-                    .description("content-addressed chunks held once for every build (files by hash)")
-                    .register(registry);
-            Gauge.builder("lazyblock.daemon.content.bytes", contentCache, c -> c.bytes())
-                    .description("bytes of those chunk files").baseUnit("bytes").register(registry);
-            io.micrometer.core.instrument.FunctionCounter.builder("lazyblock.daemon.content.mapped", contentCache,
-                    c -> c.hits()).description("misses served by mapping a chunk file another build fetched")
-                    .register(registry);
-        }
-        restore();
     }
 
     /** Brings back the sandboxes an earlier run left in the state directory. */
@@ -726,6 +754,9 @@ public final class Daemon implements AutoCloseable {
             }
         }
         timer.shutdownNow();
+        for (io.micrometer.core.instrument.Meter m : hostMeters) {
+            registry.remove(m);
+        }
     }
 
     static void deleteTree(Path p) {

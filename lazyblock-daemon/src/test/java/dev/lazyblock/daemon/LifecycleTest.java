@@ -7,6 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.lazyblock.testing.Tools;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -158,5 +161,42 @@ class LifecycleTest {
         } finally {
             f.http.close();
         }
+    }
+
+    @Test
+    void aDaemonThatCannotStartHoldsNoLockOrThreadAndTheNextOneStarts() throws Exception {
+        Path state = tmp.resolve("state");
+        // The builds directory is a file: the start fails after the content cache took its lock.
+        Files.createDirectories(state);
+        Files.writeString(state.resolve("builds"), "not a directory");
+        DaemonConfig config = DaemonConfig.defaults(state).withDiskBudget(1L << 30, 0);
+        long timersBefore = threadsNamed("lazyblockd-timer");
+        IOException e = org.junit.jupiter.api.Assertions.assertThrows(IOException.class, () -> new Daemon(config, null));
+        assertTrue(e.getMessage().contains("builds"), e::toString);
+        assertEquals(timersBefore, threadsNamed("lazyblockd-timer"));
+        Files.delete(state.resolve("builds"));
+        try (Daemon d = new Daemon(config, null)) { // the content cache's lock was given back
+            assertEquals(List.of(), d.list());
+        }
+    }
+
+    @Test
+    void aDaemonStartedAgainOnOneRegistryReportsItsOwnHostSeries() throws Exception {
+        PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        Path raw = dev.lazyblock.testing.UpstreamReads.writeRandomFile(tmp, "disk.raw", 7, 1 << 20);
+        try (Daemon first = new Daemon(DaemonConfig.defaults(tmp.resolve("one")), registry)) {
+            first.create(new Daemon.CreateRequest("a", raw.toString(), false, false, null));
+            assertEquals(1.0, registry.get("lazyblock.daemon.sandboxes").gauge().value());
+        }
+        assertEquals(null, registry.find("lazyblock.daemon.sandboxes").gauge(), "a closed daemon's series are gone");
+        try (Daemon second = new Daemon(DaemonConfig.defaults(tmp.resolve("two")), registry)) {
+            second.create(new Daemon.CreateRequest("b", raw.toString(), false, false, null));
+            second.create(new Daemon.CreateRequest("c", raw.toString(), false, false, null));
+            assertEquals(2.0, registry.get("lazyblock.daemon.sandboxes").gauge().value());
+        }
+    }
+
+    private static long threadsNamed(String name) {
+        return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().equals(name)).count();
     }
 }
