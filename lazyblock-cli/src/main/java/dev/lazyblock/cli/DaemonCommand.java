@@ -91,6 +91,12 @@ final class DaemonCommand implements Callable<Integer> {
                     + "waiting).")
     Path uffdHolder;
 
+    @Option(names = "--tenant-secrets", paramLabel = "FILE",
+            description = "Serve tenants' encrypted images (export --encrypt): FILE holds one '<tenant> <secret>' per "
+                    + "line, readable by its owner alone; a create request names its tenant. Secrets stay in memory, "
+                    + "never in STATE-DIR or the API, so give the same FILE at every start.")
+    Path tenantSecrets;
+
     /** Counted down once the API answers (for tests). */
     final CountDownLatch started = new CountDownLatch(1);
     private final CountDownLatch stop = new CountDownLatch(1);
@@ -141,10 +147,16 @@ final class DaemonCommand implements Callable<Integer> {
                         diskBudget == null ? Long.MAX_VALUE : size("--disk-budget", diskBudget),
                         diskFloor == null ? 0 : size("--disk-floor", diskFloor));
             }
+            if (tenantSecrets != null) {
+                parsed = parsed.withTenants(dev.lazyblock.daemon.TenantSecrets.read(tenantSecrets));
+            }
             tcp = listen == null ? null : ServeCommand.parseListen(listen);
             metricsAt = metricsListen == null ? null : ServeCommand.parseListen(metricsListen);
         } catch (IllegalArgumentException e) {
             System.err.println("lazyblock daemon: " + e.getMessage());
+            return 2;
+        } catch (java.io.IOException e) {
+            System.err.println("lazyblock daemon: --tenant-secrets: " + e);
             return 2;
         }
         DaemonConfig config = parsed;

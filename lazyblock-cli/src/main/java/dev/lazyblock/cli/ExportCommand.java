@@ -68,7 +68,6 @@ final class ExportCommand implements Callable<Integer> {
     /** Where the tenant secret for convergent encryption comes from: the environment only, never a flag. */
     static final String SECRET_ENV = "LAZYBLOCK_CONTENT_SECRET";
 
-    /** The cipher of the tenant secret in {@link #SECRET_ENV}, or null when it is not set. */
     /** What serve and warm need for content-addressed layers: the content cache's bound (0: none) and the cipher. */
     record ContentSettings(long cacheBytes, dev.lazyblock.content.ContentCipher cipher) {
         /** @throws IllegalArgumentException saying which option or variable is wrong, and how */
@@ -87,6 +86,7 @@ final class ExportCommand implements Callable<Integer> {
         }
     }
 
+    /** The cipher of the tenant secret in {@link #SECRET_ENV}, or null when it is not set. */
     static dev.lazyblock.content.ContentCipher contentCipherFromEnv() {
         String s = System.getenv(SECRET_ENV);
         return s == null || s.isEmpty() ? null

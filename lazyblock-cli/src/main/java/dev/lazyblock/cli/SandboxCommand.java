@@ -139,6 +139,11 @@ final class SandboxCommand implements Runnable {
                         + "writes the pages the guest wrote as the memory's next layer.")
         boolean trackMemoryWrites;
 
+        @Option(names = "--tenant", paramLabel = "NAME",
+                description = "The images' encrypted builds are this tenant's: the daemon opens them with its secret "
+                        + "(lazyblock daemon --tenant-secrets).")
+        String tenant;
+
         @Option(names = "--field", paramLabel = "NAME",
                 description = "Print only this field of the reply (a.b for a field of an object).")
         String field;
@@ -164,6 +169,9 @@ final class SandboxCommand implements Runnable {
             }
             if (trackMemoryWrites) {
                 req.put("trackMemoryWrites", true);
+            }
+            if (tenant != null) {
+                req.put("tenant", tenant);
             }
             return SandboxCommand.call(parent, "POST", "/v1/sandboxes", JSON.writeValueAsString(req), field);
         }

@@ -270,7 +270,15 @@ final class ServeCommand implements Callable<Integer> {
         }
         Thread hook = null;
         try {
-            Source src = open(image, layered || isHeader(image), caches, kind, options, closeLast);
+            Source src;
+            try {
+                src = open(image, layered || isHeader(image), caches, kind, options, closeLast);
+            } catch (IllegalArgumentException e) {
+                // The image is not one these settings can read (an encrypted build without its
+                // tenant's secret, or with another's): a usage error, not a crash.
+                System.err.println("lazyblock serve: " + image + ": " + e.getMessage());
+                return 2;
+            }
             Device device = src.device();
             WorkingSetRecorder recorder = null;
             if (recordWorkingSet != null) {

@@ -112,4 +112,20 @@ class DaemonCommandTest {
         assertEquals(2, new CommandLine(new DaemonCommand()).execute("--state-dir", dir.toString(),
                 "--disk-budget", "lots"));
     }
+
+    @Test
+    void aTenantSecretsFileOpenToOthersOrMissingIsAUsageErrorThatQuotesNoSecret() throws Exception {
+        Path secrets = dir.resolve("tenants");
+        Files.writeString(secrets, "acme a secret of more than 16 bytes\n");
+        Files.setPosixFilePermissions(secrets, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
+        Run open = lazyblock("daemon", "--state-dir", dir.resolve("state").toString(), "--tenant-secrets",
+                secrets.toString());
+        assertEquals(2, open.exit());
+        assertTrue(open.err().contains("chmod 600"), open.err());
+        assertFalse(open.err().contains("a secret of more"), open.err());
+        Run missing = lazyblock("daemon", "--state-dir", dir.resolve("state").toString(), "--tenant-secrets",
+                dir.resolve("nope").toString());
+        assertEquals(2, missing.exit());
+        assertTrue(missing.err().contains("--tenant-secrets") && missing.err().contains("nope"), missing.err());
+    }
 }

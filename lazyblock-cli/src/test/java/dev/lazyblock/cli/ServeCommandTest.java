@@ -359,4 +359,25 @@ class ServeCommandTest {
         assertTrue(out.contains("lazyblock serve: $" + ExportCommand.SECRET_ENV + ": "), out);
         assertFalse(out.contains("too short"), "the secret is not echoed: " + out);
     }
+
+    @Test
+    void anEncryptedImageWithoutItsTenantsSecretIsExitTwoSayingSo() throws Exception {
+        Path raw = dir.resolve("enc.raw");
+        byte[] bytes = new byte[256 << 10];
+        new java.util.Random(3).nextBytes(bytes);
+        Files.write(raw, bytes);
+        String header;
+        try (dev.lazyblock.upstream.DirectoryStore ds = new dev.lazyblock.upstream.DirectoryStore(dir.resolve("store"))) {
+            header = dev.lazyblock.device.LayerExporter.publishBase(raw, 4096, ds, "enc", n -> { },
+                    dev.lazyblock.device.LayerExporter.Compression.NONE,
+                    dev.lazyblock.device.LayerExporter.ContentAddressing.of(64 << 10).encrypted(
+                            dev.lazyblock.content.ContentCipher.fromSecret("a tenant's secret, long enough".getBytes(
+                                    java.nio.charset.StandardCharsets.UTF_8)))).headerKey();
+        }
+        org.junit.jupiter.api.Assumptions.assumeTrue(System.getenv(ExportCommand.SECRET_ENV) == null);
+        DaemonCommandTest.Run r = DaemonCommandTest.lazyblock("serve", dir.resolve("store").resolve(header).toString(),
+                "--listen", "127.0.0.1:0", "--cache-dir", dir.resolve("cache").toString());
+        assertEquals(2, r.exit(), r.err());
+        assertTrue(r.err().contains("is encrypted"), r.err());
+    }
 }

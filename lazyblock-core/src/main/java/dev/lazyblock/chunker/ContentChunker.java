@@ -82,7 +82,11 @@ public final class ContentChunker extends AbstractChunker {
         this.files = table.encrypted() || cache.persistent() ? null : options.contentCache();
         if (table.encrypted() && cipher == null) {
             throw new IllegalArgumentException("build " + build + " is encrypted: it can be read only with its tenant's "
-                    + "secret (ChunkerOptions.withContentCipher; serve and warm: LAZYBLOCK_CONTENT_SECRET)");
+                    + "secret (ChunkerOptions.withContentCipher; serve and warm: LAZYBLOCK_CONTENT_SECRET; the "
+                    + "daemon: a create request's \"tenant\")");
+        }
+        if (cipher != null) {
+            checkTenant(build, table, cipher);
         }
         if (index != null) {
             // A kept cache: what it already holds is there for the other builds at once.
@@ -177,6 +181,25 @@ public final class ContentChunker extends AbstractChunker {
     }
 
     /** Checks chunk {@code i}'s stored bytes against its name, decompresses them; null once {@code out} holds it. */
+    /**
+     * Fails an open with another tenant's secret at once, rather than at each read: a chunk key
+     * wrapped with one secret does not unwrap with another (AES key wrap carries its own check).
+     */
+    private static void checkTenant(Object build, ContentTable table, ContentCipher cipher) {
+        for (int i = 0; i < table.chunks(); i++) {
+            if (table.isZero(i)) {
+                continue;
+            }
+            try {
+                cipher.unwrap(table.wrappedKey(i));
+            } catch (GeneralSecurityException e) {
+                throw new IllegalArgumentException("build " + build + " was not encrypted with this tenant's secret: "
+                        + "its chunk keys do not unwrap with it");
+            }
+            return;
+        }
+    }
+
     private CorruptChunkException decode(int i, ContentKey key, MemorySegment in, MemorySegment out, String from) {
         MessageDigest md = SHA256.get();
         md.reset();

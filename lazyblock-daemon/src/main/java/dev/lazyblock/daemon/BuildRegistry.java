@@ -5,6 +5,7 @@ import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.Chunker;
 import dev.lazyblock.chunker.ChunkerKind;
 import dev.lazyblock.chunker.ChunkerOptions;
+import dev.lazyblock.content.ContentCipher;
 import dev.lazyblock.device.LayerHeader.Build;
 import dev.lazyblock.device.LayeredImage;
 import dev.lazyblock.upstream.ObjectStore;
@@ -82,17 +83,38 @@ final class BuildRegistry implements LayeredImage.BuildOpener, AutoCloseable {
         Opened open() throws IOException;
     }
 
-    /** The shared chunker of a layered image's build; its close is the caller's release. */
+    /**
+     * The shared chunker of a layered image's build; its close is the caller's release. An
+     * encrypted build cannot be opened here (no tenant, no secret): see {@link #forTenant}.
+     */
     @Override
     public Chunker open(ObjectStore store, String diffKey, Build build, int blockSize) throws IOException {
-        String identity = store.name() + "/" + diffKey;
+        return open(store, diffKey, build, blockSize, "", options);
+    }
+
+    /**
+     * The builds as {@code tenant} opens them: an encrypted build is opened with its secret as an
+     * instance of the tenant's own (its own cache too), never shared with another tenant's or an
+     * unencrypted open of the same object, since its cache holds what only the secret decrypts; a
+     * build in the clear is the host's shared one.
+     */
+    LayeredImage.BuildOpener forTenant(String tenant, ContentCipher cipher) {
+        ChunkerOptions theirs = options.withContentCipher(cipher);
+        return (store, diffKey, build, blockSize) -> build.contentAddressed() && build.content().encrypted()
+                ? open(store, diffKey, build, blockSize, "tenant " + tenant + ": ", theirs)
+                : open(store, diffKey, build, blockSize);
+    }
+
+    private Chunker open(ObjectStore store, String diffKey, Build build, int blockSize, String owner,
+                         ChunkerOptions with) throws IOException {
+        String identity = owner + store.name() + "/" + diffKey;
         return acquire(identity, build.id().toString(), () -> {
             PersistentCache.Opened[] pc = new PersistentCache.Opened[1];
             LayeredImage.CacheFactory caches = (id, size, bs) -> {
-                pc[0] = PersistentCache.open(cacheDir, id, size, bs, bs);
+                pc[0] = PersistentCache.open(cacheDir, owner + id, size, bs, bs);
                 return pc[0].cache();
             };
-            LayeredImage.OpenedBuild ob = LayeredImage.openBuild(store, diffKey, build, blockSize, kind, options,
+            LayeredImage.OpenedBuild ob = LayeredImage.openBuild(store, diffKey, build, blockSize, kind, with,
                     caches, null);
             return new Opened(ob::close, ob.chunker(), pc[0]);
         });

@@ -5,6 +5,7 @@ import dev.lazyblock.cache.SparseCache;
 import dev.lazyblock.chunker.ChunkerOptions;
 import dev.lazyblock.chunker.DiskBudget;
 import dev.lazyblock.chunker.FetchThreads;
+import dev.lazyblock.content.ContentCipher;
 import dev.lazyblock.device.Device;
 import dev.lazyblock.device.LayerExporter;
 import dev.lazyblock.device.LayerHeader;
@@ -59,12 +60,15 @@ public final class Daemon implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Daemon.class);
     static final Pattern ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
 
-    /** What {@code create} takes; only {@code image} is required. */
+    /**
+     * What {@code create} takes; only {@code image} is required. {@code tenant}: whose secret opens
+     * the images' encrypted builds, one of {@link DaemonConfig#tenants()} by name (never the secret).
+     */
     public record CreateRequest(String id, String image, Boolean layered, Boolean writable, String export,
-                                String memory, Boolean trackMemoryWrites) {
+                                String memory, Boolean trackMemoryWrites, String tenant) {
         /** A disk-only request. */
         public CreateRequest(String id, String image, Boolean layered, Boolean writable, String export) {
-            this(id, image, layered, writable, export, null, null);
+            this(id, image, layered, writable, export, null, null, null);
         }
     }
 
@@ -75,7 +79,7 @@ public final class Daemon implements AutoCloseable {
     public record SandboxInfo(String id, String state, String image, String created, long size, boolean writable,
                               String export, String nbdUri, String nbdSocket, List<String> builds,
                               SandboxMeters.Reads reads, Served nbd, long writtenBytes, List<Layer> layers,
-                              MemoryHandler.Info memory) {}
+                              MemoryHandler.Info memory, String tenant) {}
 
     /** The sandbox's NBD traffic, over all its runs. */
     public record Served(long connections, int open, long requests, long bytesRead, long bytesWritten, long errors) {}
@@ -308,6 +312,10 @@ public final class Daemon implements AutoCloseable {
         }
         boolean writable = r.writable() == null || r.writable();
         boolean layered = r.layered() != null ? r.layered() : r.image().endsWith(".header");
+        if (r.tenant() != null && !config.tenants().containsKey(r.tenant())) {
+            throw DaemonException.badRequest("unknown tenant '" + printable(r.tenant()) + "': the daemon has no secret "
+                    + "for it (lazyblock daemon --tenant-secrets)");
+        }
         synchronized (this) {
             if (closed) {
                 throw new DaemonException(503, "closing", "the daemon is closing");
@@ -326,8 +334,8 @@ public final class Daemon implements AutoCloseable {
             }
             creating.add(id);
         }
-        return open(new CreateRequest(id, r.image(), layered, writable, exportName, r.memory(), r.trackMemoryWrites()),
-                null);
+        return open(new CreateRequest(id, r.image(), layered, writable, exportName, r.memory(), r.trackMemoryWrites(),
+                r.tenant()), null);
     }
 
     /**
@@ -351,7 +359,16 @@ public final class Daemon implements AutoCloseable {
                 Files.createDirectories(dir);
                 undo.add(() -> deleteTree(dir));
             }
-            OpenedImage disk = openImage(r.image(), layered);
+            LayeredImage.BuildOpener opener = builds;
+            if (r.tenant() != null) {
+                ContentCipher cipher = config.tenants().get(r.tenant());
+                if (cipher == null) { // a record of an earlier run whose daemon knew this tenant
+                    throw DaemonException.badRequest("unknown tenant '" + printable(r.tenant()) + "': the daemon "
+                            + "has no secret for it (lazyblock daemon --tenant-secrets)");
+                }
+                opener = builds.forTenant(r.tenant(), cipher);
+            }
+            OpenedImage disk = openImage(r.image(), layered, opener);
             undo.addFirst(disk.device());
             Device image = disk.device();
             ObjectStore store = disk.store();
@@ -360,7 +377,7 @@ public final class Daemon implements AutoCloseable {
             String buildLabel = disk.label();
             MemoryHandler memory = null;
             if (r.memory() != null) {
-                OpenedImage mem = openImage(r.memory(), r.memory().endsWith(".header"));
+                OpenedImage mem = openImage(r.memory(), r.memory().endsWith(".header"), opener);
                 undo.addFirst(mem.device());
                 if (Boolean.TRUE.equals(r.trackMemoryWrites()) && mem.store() == null) {
                     throw DaemonException.badRequest("trackMemoryWrites exports the guest's writes as a layer over "
@@ -462,10 +479,10 @@ public final class Daemon implements AutoCloseable {
                                String label, String version) {}
 
     /** A layered image over the shared builds, or a raw image as one shared build. */
-    private OpenedImage openImage(String url, boolean layered) throws IOException {
+    private OpenedImage openImage(String url, boolean layered, LayeredImage.BuildOpener opener) throws IOException {
         if (layered) {
             UpstreamProvider.StoreAndKey sk = openStore(url);
-            LayeredImage li = LayeredImage.open(sk.store(), sk.key(), builds);
+            LayeredImage li = LayeredImage.open(sk.store(), sk.key(), opener);
             return new OpenedImage(li, sk.store(), sk.key(),
                     li.header().builds().stream().map(b -> b.id().toString()).toList(),
                     li.header().buildId().toString(), "build " + li.header().buildId());

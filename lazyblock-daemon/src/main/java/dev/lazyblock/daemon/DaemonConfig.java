@@ -1,8 +1,10 @@
 package dev.lazyblock.daemon;
 
 import dev.lazyblock.chunker.ChunkerKind;
+import dev.lazyblock.content.ContentCipher;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Map;
 import java.util.Objects;
 
 /**
@@ -30,11 +32,12 @@ import java.util.Objects;
  * @param maxFetchThreads fetches from the stores running at once, host-wide: the daemon's own
  *                        fetch pool, shared by every build; past it, demand misses wait ahead of
  *                        read-ahead
+ * @param tenants         tenant name -> the cipher of its secret, for encrypted images ({@link #withTenants})
  */
 public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int maxStores, int readsPerSandbox,
                            Duration readWait, ChunkerKind chunker, Duration fetchTimeout, Duration drainTimeout,
                            Duration memoryAcceptTimeout, long diskBudgetBytes, long minFreeBytes, Path uffdHolder,
-                           int maxFetchThreads) {
+                           int maxFetchThreads, Map<String, ContentCipher> tenants) {
 
     public DaemonConfig {
         Objects.requireNonNull(stateDir, "stateDir");
@@ -48,6 +51,13 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
         positive("fetchTimeout", fetchTimeout);
         positive("drainTimeout", drainTimeout);
         positive("memoryAcceptTimeout", memoryAcceptTimeout);
+        tenants = Map.copyOf(Objects.requireNonNull(tenants, "tenants"));
+        for (String t : tenants.keySet()) {
+            if (!TENANT.matcher(t).matches()) {
+                throw new IllegalArgumentException("invalid tenant name '" + t + "': expected 1 to 64 of "
+                        + "[A-Za-z0-9._-], starting with a letter or digit");
+            }
+        }
         if (diskBudgetBytes < 0 || minFreeBytes < 0) {
             throw new IllegalArgumentException("diskBudgetBytes and minFreeBytes must be >= 0, got " + diskBudgetBytes
                     + " and " + minFreeBytes);
@@ -56,42 +66,43 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
 
     public static DaemonConfig defaults(Path stateDir) {
         return new DaemonConfig(stateDir, 1024, 256, 64, 64, Duration.ofSeconds(30), ChunkerKind.REQUEST_FIRST,
-                Duration.ofSeconds(60), Duration.ofSeconds(30), Duration.ofMinutes(10), 0, 0, null, 256);
+                Duration.ofSeconds(60), Duration.ofSeconds(30), Duration.ofMinutes(10), 0, 0, null, 256, Map.of());
     }
 
     public DaemonConfig withMaxSandboxes(int n) {
         return new DaemonConfig(stateDir, n, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads, tenants);
     }
 
     public DaemonConfig withMaxBuilds(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, n, maxStores, readsPerSandbox, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads, tenants);
     }
 
     public DaemonConfig withReadsPerSandbox(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, n, readWait, chunker, fetchTimeout,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads, tenants);
     }
 
     public DaemonConfig withChunker(ChunkerKind k) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, k,
-                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads,
+                tenants);
     }
 
     public DaemonConfig withFetchTimeout(Duration d) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker, d,
-                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
+                drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads, tenants);
     }
 
     public DaemonConfig withMemoryAcceptTimeout(Duration d) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
-                fetchTimeout, drainTimeout, d, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads);
+                fetchTimeout, drainTimeout, d, diskBudgetBytes, minFreeBytes, uffdHolder, maxFetchThreads, tenants);
     }
 
     public DaemonConfig withDiskBudget(long bytes, long minFree) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
-                fetchTimeout, drainTimeout, memoryAcceptTimeout, bytes, minFree, uffdHolder, maxFetchThreads);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, bytes, minFree, uffdHolder, maxFetchThreads, tenants);
     }
 
     /**
@@ -101,14 +112,31 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
      */
     public DaemonConfig withUffdHolder(Path socket) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
-                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, socket, maxFetchThreads);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, socket, maxFetchThreads,
+                tenants);
     }
 
     /** Fetches from the stores running at once, over every sandbox and build of the daemon (256). */
     public DaemonConfig withMaxFetchThreads(int n) {
         return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
-                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, n);
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder, n, tenants);
     }
+
+    /**
+     * The tenants whose convergently encrypted images the daemon may serve, by name: a create
+     * request names its sandbox's tenant, and that tenant's secret opens the image's encrypted
+     * builds (its own instance of each, never shared with another tenant). Secrets stay in the
+     * daemon's memory: neither the API nor the state directory ever holds one, so a restart needs
+     * the same tenants again.
+     */
+    public DaemonConfig withTenants(Map<String, ContentCipher> t) {
+        return new DaemonConfig(stateDir, maxSandboxes, maxBuilds, maxStores, readsPerSandbox, readWait, chunker,
+                fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder,
+                maxFetchThreads, t);
+    }
+
+    /** What a tenant's name may be: as a sandbox id. */
+    static final java.util.regex.Pattern TENANT = java.util.regex.Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
 
     private static void positive(String what, int n) {
         if (n <= 0) {

@@ -139,7 +139,7 @@ final class Sandbox {
                 new Daemon.Served(now.connections(), now.open(), now.requests(), now.bytesRead(), now.bytesWritten(),
                         now.errors()),
                 overlay == null || state == State.DELETED ? 0 : dev.lazyblock.device.LayerExporter.writtenBytes(overlay),
-                List.copyOf(layers), memory == null ? null : memory.info());
+                List.copyOf(layers), memory == null ? null : memory.info(), request.tenant());
     }
 
     boolean layered() {
