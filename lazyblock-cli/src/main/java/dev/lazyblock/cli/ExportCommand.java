@@ -122,24 +122,38 @@ final class ExportCommand implements Callable<Integer> {
             System.err.println("lazyblock export: --chunk-kib: " + e.getMessage());
             return 2;
         }
-        if (encrypt) {
-            if (!content.enabled()) {
-                System.err.println("lazyblock export: --encrypt needs --content-addressed");
-                return 2;
-            }
-            try {
-                dev.lazyblock.content.ContentCipher cipher = contentCipherFromEnv();
-                if (cipher == null) {
-                    System.err.println("lazyblock export: --encrypt needs the tenant secret in $" + SECRET_ENV);
-                    return 2;
-                }
-                content = content.encrypted(cipher);
-            } catch (IllegalArgumentException e) {
-                System.err.println("lazyblock export: $" + SECRET_ENV + ": " + e.getMessage());
-                return 2;
-            }
+        try {
+            content = encrypted(encrypt, content);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock export: " + e.getMessage());
+            return 2;
         }
         return publish("export", file, dest, blockSize, compression, content);
+    }
+
+    /**
+     * {@code content} encrypted with the tenant secret in {@link #SECRET_ENV} if {@code encrypt}
+     * (export's and get's {@code --encrypt}), else as it is.
+     *
+     * @throws IllegalArgumentException saying what is missing: content addressing, the variable, or a long enough secret
+     */
+    static LayerExporter.ContentAddressing encrypted(boolean encrypt, LayerExporter.ContentAddressing content) {
+        if (!encrypt) {
+            return content;
+        }
+        if (!content.enabled()) {
+            throw new IllegalArgumentException("--encrypt needs --content-addressed");
+        }
+        dev.lazyblock.content.ContentCipher cipher;
+        try {
+            cipher = contentCipherFromEnv();
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("$" + SECRET_ENV + ": " + e.getMessage(), e);
+        }
+        if (cipher == null) {
+            throw new IllegalArgumentException("--encrypt needs the tenant secret in $" + SECRET_ENV);
+        }
+        return content.encrypted(cipher);
     }
 
     /** What {@code --content-addressed} and {@code --chunk-kib} ask for. */

@@ -59,6 +59,10 @@ final class GetCommand implements Callable<Integer> {
             description = "With --content-addressed: KiB per chunk (default ${DEFAULT-VALUE}).")
     int chunkKib;
 
+    @Option(names = "--encrypt", description = "With --content-addressed: encrypt each chunk convergently with the "
+            + "tenant secret in $" + ExportCommand.SECRET_ENV + " (see `export --help`).")
+    boolean encrypt;
+
     @Option(names = "--parallel", defaultValue = "8", description = "Chunks in flight (default ${DEFAULT-VALUE}).")
     int parallel;
 
@@ -86,6 +90,12 @@ final class GetCommand implements Callable<Integer> {
             content = ExportCommand.contentAddressing(contentAddressed, chunkKib, blockSize);
         } catch (IllegalArgumentException e) {
             System.err.println("lazyblock get: --chunk-kib: " + e.getMessage());
+            return 2;
+        }
+        try {
+            content = ExportCommand.encrypted(encrypt, content);
+        } catch (IllegalArgumentException e) {
+            System.err.println("lazyblock get: " + e.getMessage());
             return 2;
         }
         if (!compression.enabled() && content.enabled()) {

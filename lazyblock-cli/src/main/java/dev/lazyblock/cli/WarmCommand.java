@@ -93,9 +93,10 @@ final class WarmCommand implements Callable<Integer> {
         CountingMetrics metrics = new CountingMetrics();
         ChunkerOptions options = ChunkerOptions.DEFAULTS.withMetrics(metrics).withContentCipher(content.cipher());
         List<AutoCloseable> closeLast = new ArrayList<>();
+        dev.lazyblock.content.ContentCache files;
         try {
             // Where `serve --cache-dir` looks for content-addressed chunks: warm fills the same files.
-            dev.lazyblock.content.ContentCache files = caches.openContent(content.cacheBytes(), "warm");
+            files = caches.openContent(content.cacheBytes(), "warm");
             if (files != null) {
                 closeLast.add(files);
                 options = options.withContentCache(files);
@@ -184,10 +185,15 @@ final class WarmCommand implements Callable<Integer> {
             System.err.println("lazyblock warm: " + failure.getMessage() + "; what was fetched is kept, rerun to go on");
             return 1;
         }
-        System.out.printf("warmed %s: %,d bytes in %s (%,d fetched now in %,d requests, %,d already cached)%s%n",
-                description, total, cacheDir, m.remoteBytes(), m.remoteRequests(), already, tier.dir == null ? ""
-                        : String.format("; shared tier: %,d chunks (%,d bytes) read from it, %,d missed", m.tierHits(),
-                        m.tierHitBytes(), m.tierMisses()));
+        // A content-addressed build's chunks found among the host's chunk files are mapped, neither
+        // fetched nor in its own cache: said apart, or a second warm would seem to have done nothing.
+        long mapped = files == null ? 0 : files.hitBytes();
+        System.out.printf("warmed %s: %,d bytes in %s (%,d fetched now in %,d requests, %,d already cached%s)%s%n",
+                description, total, cacheDir, m.remoteBytes(), m.remoteRequests(), already,
+                mapped == 0 ? "" : String.format(", %,d mapped from the chunk files in %s", mapped,
+                        cacheDir.resolve("content")),
+                tier.dir == null ? "" : String.format("; shared tier: %,d chunks (%,d bytes) read from it, %,d missed",
+                        m.tierHits(), m.tierHitBytes(), m.tierMisses()));
         return 0;
     }
 

@@ -128,4 +128,50 @@ class ExportCommandTest {
             assertEquals(-1, java.util.Arrays.mismatch(bytes, got));
         }
     }
+
+    /**
+     * get --content-addressed --encrypt publishes as export --encrypt does: chunks encrypted with
+     * the tenant secret from the environment, read back only with it; without the variable, exit 2.
+     */
+    @Test
+    void getEncryptsWithTheTenantSecretLikeExport() throws Exception {
+        byte[] bytes = new byte[5 * (64 << 10) + 4096];
+        new SplittableRandom(9).nextBytes(bytes);
+        Path raw = Files.write(dir.resolve("enc.raw"), bytes);
+        Path dest = dir.resolve("encrypted");
+        String secret = "get's tenant secret, 16+ bytes";
+        Path log = dir.resolve("get.log");
+        ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                Main.class.getName(), "get", raw.toString(), dest.toString(), "--compress", "zstd",
+                "--content-addressed", "--chunk-kib", "64", "--encrypt")
+                .redirectErrorStream(true).redirectOutput(log.toFile());
+        pb.environment().put(ExportCommand.SECRET_ENV, secret);
+        Process p = pb.start();
+        try {
+            assertTrue(p.waitFor(120, java.util.concurrent.TimeUnit.SECONDS), "get did not exit: " + Files.readString(log));
+        } finally {
+            p.destroyForcibly();
+        }
+        String out = Files.readString(log);
+        assertEquals(0, p.exitValue(), out);
+        assertTrue(!out.contains(secret), "the secret is not echoed: " + out);
+        Matcher m = Pattern.compile("header (\\S+)").matcher(out);
+        assertTrue(m.find(), out);
+        String header = Path.of(m.group(1)).getFileName().toString();
+        dev.lazyblock.content.ContentCipher cipher = dev.lazyblock.content.ContentCipher.fromSecret(
+                secret.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        try (LayeredImage image = LayeredImage.open(new DirectoryStore(dest), header, dir, ChunkerKind.FULL_FETCH,
+                ChunkerOptions.DEFAULTS.withContentCipher(cipher))) {
+            assertTrue(image.header().builds().getFirst().content().encrypted());
+            byte[] got = new byte[bytes.length];
+            image.readAt(got, 0, got.length, 0);
+            assertEquals(-1, java.util.Arrays.mismatch(bytes, got));
+        }
+        org.junit.jupiter.api.Assumptions.assumeTrue(System.getenv(ExportCommand.SECRET_ENV) == null);
+        WarmCommandTest.Run none = WarmCommandTest.run(new GetCommand(), raw.toString(), dir.resolve("none").toString(),
+                "--compress", "zstd", "--content-addressed", "--encrypt");
+        assertEquals(2, none.exit());
+        assertTrue(none.err().contains("--encrypt needs the tenant secret in $" + ExportCommand.SECRET_ENV), none.err());
+    }
 }

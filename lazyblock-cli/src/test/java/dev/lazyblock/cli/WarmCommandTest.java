@@ -107,6 +107,10 @@ class WarmCommandTest {
         try (var s = Files.walk(caches.resolve("content"))) {
             assertEquals(21, s.filter(p -> p.toString().endsWith(".plain")).count(), "one file per chunk");
         }
+        Run again = run(new WarmCommand(), header.toString(), "--cache-dir", caches.toString());
+        assertEquals(0, again.exit(), again.err());
+        assertTrue(again.out().contains(String.format("(0 fetched now in 0 requests, 0 already cached, %,d mapped "
+                + "from the chunk files in %s)", 20 * (64 << 10) + 4096, caches.resolve("content"))), again.out());
         ServeCommandTest.Running s = new ServeCommandTest.Running(header.toString(), "--listen", "127.0.0.1:0",
                 "--cache-dir", caches.toString());
         Path copy = dir.resolve("copy");

@@ -61,6 +61,7 @@ public final class ContentCache implements AutoCloseable {
     /** Guarded by {@code this}. */
     private long bytes;
     private long hits;
+    private long hitBytes;
     private long misses;
     private long stored;
     private long storedBytes;
@@ -215,6 +216,7 @@ public final class ContentCache implements AutoCloseable {
                 if (good) {
                     if (lookup) {
                         hits++;
+                        hitBytes += len;
                     }
                     files.get(key); // most recently used now
                     return true;
@@ -354,6 +356,11 @@ public final class ContentCache implements AutoCloseable {
     /** Misses served by mapping a file already here. */
     public synchronized long hits() {
         return hits;
+    }
+
+    /** Bytes of those misses: what builds mapped from here instead of fetching. */
+    public synchronized long hitBytes() {
+        return hitBytes;
     }
 
     /** Lookups that found no file. */
