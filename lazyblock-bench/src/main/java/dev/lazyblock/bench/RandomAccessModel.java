@@ -40,11 +40,13 @@ public final class RandomAccessModel implements AutoCloseable {
      * the readers' start until the chunker is closed (3 reads, the fetch, and the harness's own
      * task hand-off). {@code bareMicros}: the same three readers reading the same blocks straight
      * from a store of the same model, no chunker, one such iteration after each measured one (see
-     * {@link #bareIteration}).
+     * {@link #bareIteration}). {@code floorMicros}: one bare 4 KiB read of that store alone after
+     * each measured iteration (see {@link #floorMicros}), so the floor is taken in the same minutes
+     * of the host as the figures set against it.
      */
     public record Result(String backend, ChunkerKind kind, int iterations, double avgMicros, double p50Micros,
                          double worstMicros, double setupBytes, double readBytes, double requestsPerIteration,
-                         double bareMicros) {}
+                         double bareMicros, double floorMicros) {}
 
     public RandomAccessModel(Path dir) {
         this.dir = dir;
@@ -88,6 +90,8 @@ public final class RandomAccessModel implements AutoCloseable {
             long[] all = new long[iterations * READERS];
             double sum = 0;
             double bare = 0;
+            double floor = 0;
+            java.nio.ByteBuffer one = java.nio.ByteBuffer.allocateDirect(BLOCK);
             double worst = 0;
             long setup = 0;
             long reads = 0;
@@ -98,7 +102,11 @@ public final class RandomAccessModel implements AutoCloseable {
                 }
                 long[] micros = iteration(up, kind, offs[i], i, alloc);
                 long[] bareMicros = bareIteration(bareStore, offs[i]);
+                long f0 = System.nanoTime();
+                bareStore.readFully(offs[i][0], one.clear());
+                long floorNanos = System.nanoTime() - f0;
                 if (i >= warmup) {
+                    floor += floorNanos / 1000.0;
                     for (int r = 0; r < READERS; r++) {
                         all[(i - warmup) * READERS + r] = micros[r];
                         sum += micros[r];
@@ -113,7 +121,7 @@ public final class RandomAccessModel implements AutoCloseable {
             int n = iterations * READERS;
             return new Result(backend, kind, iterations, sum / n, all[n / 2], worst,
                     (double) setup / iterations, (double) reads / iterations, (double) up.requestCount() / iterations,
-                    bare / n);
+                    bare / n, floor / iterations);
         }
     }
 
