@@ -63,8 +63,9 @@ final class DaemonCommand implements Callable<Integer> {
     int readsPerSandbox;
 
     @Option(names = "--fetch-threads", paramLabel = "N", defaultValue = "256",
-            description = "Fetches from the stores running at once, over every sandbox (default ${DEFAULT-VALUE}); "
-                    + "past it, reads a guest waits on go ahead of read-ahead.")
+            description = "Fetches from the stores running at once, over every sandbox (default ${DEFAULT-VALUE}), "
+                    + "and a quarter as many more for reads a guest waits on alone; past it, those go ahead of "
+                    + "read-ahead.")
     int fetchThreads;
 
     @Option(names = "--chunker", defaultValue = "request-first",

@@ -24,7 +24,12 @@ import java.util.concurrent.atomic.LongAdder;
  * both lanes: a submitter publishes to one, a thread out of work looks in both.
  *
  * <p>A reader may run its own demand fetch on its own thread ({@link #tryCallerSlot}): it then
- * holds a slot like a fetch thread, so the bound counts it.
+ * holds a slot like a fetch thread, so the bound counts it. A pool made with
+ * {@code virtualReadersHandOver} keeps that to platform readers.
+ *
+ * <p>A pool may keep a <em>demand reserve</em>: threads of the bound that only demand fetches
+ * take, so read-ahead never holds them all. Each permit, a slot or the reserve's, is released and
+ * then followed by a look at both lanes, so the argument above holds for each.
  *
  * <p>Chunkers share the process's pool ({@code -Dlazyblock.fetchThreads}, 256) unless their
  * {@link ChunkerOptions#fetchThreads()} name one of their own: a host daemon bounds its fetches
@@ -33,6 +38,9 @@ import java.util.concurrent.atomic.LongAdder;
 public final class FetchThreads implements AutoCloseable {
     private final ExecutorService threads;
     private final Semaphore slots;
+    /** The bound's permits for demand fetches alone; {@link #slots} has the rest (see the four-argument constructor). */
+    private final Semaphore reserve;
+    private final int reserved;
     private final ConcurrentLinkedQueue<Runnable> urgent = new ConcurrentLinkedQueue<>();
     private final ConcurrentLinkedQueue<Runnable> waiting = new ConcurrentLinkedQueue<>();
     private final LongAdder completed = new LongAdder();
@@ -43,6 +51,8 @@ public final class FetchThreads implements AutoCloseable {
      */
     private final ConcurrentLinkedQueue<FetchTrace> traces = new ConcurrentLinkedQueue<>();
     private final int bound;
+    /** Virtual readers hand their demand fetch to a fetch thread instead of running it (see {@link #tryCallerSlot}). */
+    private final boolean virtualReadersHandOver;
     private volatile boolean closed;
 
     /**
@@ -50,11 +60,31 @@ public final class FetchThreads implements AutoCloseable {
      * @param namePrefix the threads' names, numbered
      */
     public FetchThreads(int bound, String namePrefix) {
+        this(bound, 0, namePrefix, false);
+    }
+
+    /**
+     * @param demandReserve          of the {@code bound} threads, how many only demand fetches may
+     *                               take: when read-ahead holds every other one (long streams of
+     *                               many chunks), a reader's miss still starts at once instead of
+     *                               waiting for a stream to end; 0 to {@code bound - 1}
+     * @param virtualReadersHandOver a virtual reader's demand fetch runs on one of these threads,
+     *                               not on the reader: for a host whose cores are saturated (a
+     *                               daemon of many sandboxes), see {@link #tryCallerSlot}
+     */
+    public FetchThreads(int bound, int demandReserve, String namePrefix, boolean virtualReadersHandOver) {
         if (bound < 1) {
             throw new IllegalArgumentException("fetch threads must be at least 1, got " + bound);
         }
+        if (demandReserve < 0 || demandReserve >= bound) {
+            throw new IllegalArgumentException("the demand reserve must be 0 to " + (bound - 1) + " of " + bound
+                    + " fetch threads, got " + demandReserve);
+        }
+        this.virtualReadersHandOver = virtualReadersHandOver;
         this.bound = bound;
-        this.slots = new Semaphore(bound);
+        this.reserved = demandReserve;
+        this.slots = new Semaphore(bound - demandReserve);
+        this.reserve = new Semaphore(demandReserve);
         this.threads = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name(namePrefix, 0).factory());
     }
 
@@ -78,6 +108,13 @@ public final class FetchThreads implements AutoCloseable {
      * {@link #releaseCallerSlot}. The bound then counts that reader like a fetch thread.
      */
     boolean tryCallerSlot() {
+        // A virtual reader waiting in the store's call is woken by the JDK's timer or poller thread
+        // and then queued for one of the few carriers: on saturated cores that measured 40-170 ms
+        // late where a fetch thread, woken by the kernel, was on time (the daemon's bench, 2 cores,
+        // 50 sandboxes), and the miss tail followed. Handed over, its wait ends with one unpark.
+        if (virtualReadersHandOver && Thread.currentThread().isVirtual()) {
+            return false;
+        }
         return !closed && urgent.isEmpty() && slots.tryAcquire();
     }
 
@@ -105,16 +142,29 @@ public final class FetchThreads implements AutoCloseable {
 
     private void drain() {
         // Closed: the threads are shut down; what is queued is failed by its deadline.
-        while (!closed && (!urgent.isEmpty() || !waiting.isEmpty()) && slots.tryAcquire()) {
-            Runnable next = next();
+        while (!closed) {
+            // A demand fetch takes a slot, else one of the reserve; read-ahead only a slot.
+            Semaphore held = null;
+            if (!urgent.isEmpty()) {
+                held = slots.tryAcquire() ? slots : reserve.tryAcquire() ? reserve : null;
+            }
+            if (held == null && !waiting.isEmpty() && slots.tryAcquire()) {
+                held = slots;
+            }
+            if (held == null) {
+                return;
+            }
+            boolean demandOnly = held == reserve;
+            Runnable next = demandOnly ? urgent.poll() : next();
             if (next == null) {
-                slots.release(); // another drain took it; look again
+                held.release(); // another drain took it; look again
                 continue;
             }
+            Semaphore permit = held;
             threads.execute(() -> {
-                // Keeps its slot and its thread for whatever waits next, then gives the slot back
-                // and looks once more (see the class comment).
-                for (Runnable r = next; r != null; r = next()) {
+                // Keeps its permit and its thread for whatever waits next (a reserve permit: demand
+                // only), then gives the permit back and looks once more (see the class comment).
+                for (Runnable r = next; r != null; r = demandOnly ? urgent.poll() : next()) {
                     try {
                         r.run();
                     } catch (RuntimeException | Error e) {
@@ -124,7 +174,7 @@ public final class FetchThreads implements AutoCloseable {
                         completed.increment();
                     }
                 }
-                slots.release();
+                permit.release();
                 drain();
             });
         }
@@ -145,9 +195,14 @@ public final class FetchThreads implements AutoCloseable {
         return urgent.size() + waiting.size();
     }
 
-    /** Fetches running now. */
+    /** Fetches running now (the demand reserve's included). */
     public int running() {
-        return bound - slots.availablePermits();
+        return bound - slots.availablePermits() - reserve.availablePermits();
+    }
+
+    /** Of the {@link #bound}, the threads kept for demand fetches. */
+    public int demandReserve() {
+        return reserved;
     }
 
     /** Fetches ended since the pool was made. */

@@ -28,8 +28,12 @@ class FetchThreadsTest {
     }
 
     private static void stress(long seed) throws Exception {
-        int bound = 1 + new SplittableRandom(seed).nextInt(6);
-        FetchThreads pool = new FetchThreads(bound, "fetch-threads-test-");
+        SplittableRandom sizes = new SplittableRandom(seed);
+        int bound = 1 + sizes.nextInt(6);
+        int reserve = sizes.nextInt(Math.min(bound, 3));
+        FetchThreads pool = new FetchThreads(bound, reserve, "fetch-threads-test-", false);
+        AtomicInteger readAhead = new AtomicInteger();
+        AtomicInteger mostReadAhead = new AtomicInteger();
         int submitters = 16;
         int each = 400;
         AtomicIntegerArray ran = new AtomicIntegerArray(submitters * each);
@@ -49,6 +53,9 @@ class FetchThreadsTest {
                     Runnable task = () -> {
                         int now = running.incrementAndGet();
                         most.accumulateAndGet(now, Math::max);
+                        if (!demand) {
+                            mostReadAhead.accumulateAndGet(readAhead.incrementAndGet(), Math::max);
+                        }
                         try {
                             switch (work) {
                                 case 0 -> Thread.yield();
@@ -60,6 +67,9 @@ class FetchThreadsTest {
                                 throw new IllegalStateException("a task that throws keeps nobody waiting");
                             }
                         } finally {
+                            if (!demand) {
+                                readAhead.decrementAndGet();
+                            }
                             running.decrementAndGet();
                             done.countDown();
                         }
@@ -83,6 +93,8 @@ class FetchThreadsTest {
             assertEquals(1, ran.get(id), "task " + id + " ran");
         }
         assertTrue(most.get() <= bound, most.get() + " tasks ran at once, the bound is " + bound);
+        assertTrue(mostReadAhead.get() <= bound - reserve, mostReadAhead.get() + " read-ahead tasks ran at once, "
+                + reserve + " of the bound of " + bound + " are for demand");
         Await.until(() -> pool.running() == 0 && pool.waiting() == 0, Duration.ofSeconds(30), pool::toString);
         assertEquals(submitters * each, pool.completed());
     }
@@ -125,8 +137,39 @@ class FetchThreadsTest {
     }
 
     @Test
+    void aDemandFetchStartsFromTheReserveWhileReadAheadHoldsEverySlot() throws Exception {
+        FetchThreads pool = new FetchThreads(3, 1, "fetch-threads-reserve-", false);
+        CountDownLatch holding = new CountDownLatch(2);
+        CountDownLatch release = new CountDownLatch(1);
+        for (int i = 0; i < 2; i++) {
+            pool.execute(() -> {
+                holding.countDown();
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+        }
+        assertTrue(holding.await(30, TimeUnit.SECONDS), pool.toString());
+        CountDownLatch third = new CountDownLatch(1);
+        pool.execute(third::countDown); // read-ahead: waits for a slot, never takes the reserve
+        CountDownLatch demand = new CountDownLatch(1);
+        pool.executeUrgent(demand::countDown);
+        assertTrue(demand.await(30, TimeUnit.SECONDS), "the demand fetch waited for read-ahead: " + pool);
+        assertEquals(1, third.getCount(), "read-ahead ran on the demand reserve: " + pool);
+        release.countDown();
+        assertTrue(third.await(30, TimeUnit.SECONDS), pool.toString());
+        Await.until(() -> pool.running() == 0 && pool.waiting() == 0, Duration.ofSeconds(30), pool::toString);
+        pool.close();
+    }
+
+    @Test
     void aBoundBelowOneIsRefused() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new FetchThreads(0, "x-"));
         assertEquals("fetch threads must be at least 1, got 0", e.getMessage());
+        IllegalArgumentException all = assertThrows(IllegalArgumentException.class,
+                () -> new FetchThreads(4, 4, "x-", false));
+        assertEquals("the demand reserve must be 0 to 3 of 4 fetch threads, got 4", all.getMessage());
     }
 }

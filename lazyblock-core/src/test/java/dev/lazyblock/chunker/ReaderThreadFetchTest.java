@@ -167,6 +167,36 @@ class ReaderThreadFetchTest {
     }
 
     @Test
+    void aPoolThatHandsOverVirtualReadersSendsTheirRequestFromAFetchThreadAndTheirPlatformPeersOwn()
+            throws Exception {
+        TestUpstream up = new TestUpstream(image);
+        AtomicReference<Thread> sender = senderOfTheReadersRequest(up);
+        try (FetchThreads pool = new FetchThreads(8, 0, "handing-fetch-", true);
+             Chunker c = chunker(up, ChunkerOptions.DEFAULTS.withFetchThreads(pool))) {
+            CompletableFuture<byte[]> got = new CompletableFuture<>();
+            Thread.ofVirtual().start(() -> {
+                try {
+                    got.complete(read(c, OFF));
+                } catch (Throwable e) {
+                    got.completeExceptionally(e);
+                }
+            });
+            assertArrayEquals(expected(OFF, BLOCK), got.get(30, TimeUnit.SECONDS));
+            assertTrue(sender.get().getName().startsWith("handing-fetch-"), "a virtual reader's request went out "
+                    + "from " + sender.get());
+            sender.set(null);
+            long off = CHUNK + OFF;
+            up.onRequest = (o, len) -> {
+                if (o == off && len == BLOCK) {
+                    sender.compareAndSet(null, Thread.currentThread());
+                }
+            };
+            assertArrayEquals(expected(off, BLOCK), read(c, off));
+            assertSame(Thread.currentThread(), sender.get(), "a platform reader still sends its own");
+        }
+    }
+
+    @Test
     void aStalledRequestOnTheReadersThreadEndsAtTheDeadlineAndLeavesNoInterrupt() throws Exception {
         TestUpstream up = new TestUpstream(image);
         up.stall = true; // for 60 s unless interrupted: far past the 10 s this test waits

@@ -170,7 +170,13 @@ public final class Daemon implements AutoCloseable {
         // What the daemon holds is taken in this order and, if a later step fails, given back in
         // the reverse one: a daemon that did not start holds no lock, thread or meter (a second
         // one on the same state directory may start once the cause is gone).
-        FetchThreads fetchThreads = new FetchThreads(config.maxFetchThreads(), "lazyblockd-fetch-");
+        // Its NBD requests run on virtual threads, and with many sandboxes the cores are busy: their
+        // misses are fetched on the pool's threads (see FetchThreads#tryCallerSlot), and a quarter
+        // more threads than the bound are kept for misses, so many templates' streams holding all
+        // of it do not hold up a sandbox's fault (read-ahead keeps the whole bound).
+        int reserve = config.maxFetchThreads() / 4;
+        FetchThreads fetchThreads = new FetchThreads(config.maxFetchThreads() + reserve, reserve,
+                "lazyblockd-fetch-", true);
         dev.lazyblock.content.ContentCache content = null;
         DiskBudget diskBudget = null;
         try {

@@ -30,8 +30,8 @@ import java.util.Objects;
  * @param uffdHolder      the {@code lazyblock uffd-holder} socket that keeps VMs' userfaultfds
  *                        across restarts, or null
  * @param maxFetchThreads fetches from the stores running at once, host-wide: the daemon's own
- *                        fetch pool, shared by every build; past it, demand misses wait ahead of
- *                        read-ahead
+ *                        fetch pool, shared by every build, plus a quarter as many kept for
+ *                        demand misses alone; past it, demand misses wait ahead of read-ahead
  * @param tenants         tenant name -> the cipher of its secret, for encrypted images ({@link #withTenants})
  */
 public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int maxStores, int readsPerSandbox,
