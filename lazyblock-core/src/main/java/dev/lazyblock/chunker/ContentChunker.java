@@ -180,7 +180,6 @@ public final class ContentChunker extends AbstractChunker {
         }
     }
 
-    /** Checks chunk {@code i}'s stored bytes against its name, decompresses them; null once {@code out} holds it. */
     /**
      * Fails an open with another tenant's secret at once, rather than at each read: a chunk key
      * wrapped with one secret does not unwrap with another (AES key wrap carries its own check).
@@ -200,6 +199,7 @@ public final class ContentChunker extends AbstractChunker {
         }
     }
 
+    /** Checks chunk {@code i}'s stored bytes against its name, decompresses them; null once {@code out} holds it. */
     private CorruptChunkException decode(int i, ContentKey key, MemorySegment in, MemorySegment out, String from) {
         MessageDigest md = SHA256.get();
         md.reset();

@@ -40,7 +40,6 @@ public final class FetchThreads implements AutoCloseable {
     private final Semaphore slots;
     /** The bound's permits for demand fetches alone; {@link #slots} has the rest (see the four-argument constructor). */
     private final Semaphore reserve;
-    private final int reserved;
     private final ConcurrentLinkedQueue<Runnable> urgent = new ConcurrentLinkedQueue<>();
     private final ConcurrentLinkedQueue<Runnable> waiting = new ConcurrentLinkedQueue<>();
     private final LongAdder completed = new LongAdder();
@@ -82,7 +81,6 @@ public final class FetchThreads implements AutoCloseable {
         }
         this.virtualReadersHandOver = virtualReadersHandOver;
         this.bound = bound;
-        this.reserved = demandReserve;
         this.slots = new Semaphore(bound - demandReserve);
         this.reserve = new Semaphore(demandReserve);
         this.threads = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name(namePrefix, 0).factory());
@@ -198,11 +196,6 @@ public final class FetchThreads implements AutoCloseable {
     /** Fetches running now (the demand reserve's included). */
     public int running() {
         return bound - slots.availablePermits() - reserve.availablePermits();
-    }
-
-    /** Of the {@link #bound}, the threads kept for demand fetches. */
-    public int demandReserve() {
-        return reserved;
     }
 
     /** Fetches ended since the pool was made. */

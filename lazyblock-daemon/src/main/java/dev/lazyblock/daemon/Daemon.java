@@ -318,10 +318,6 @@ public final class Daemon implements AutoCloseable {
         }
         boolean writable = r.writable() == null || r.writable();
         boolean layered = r.layered() != null ? r.layered() : r.image().endsWith(".header");
-        if (r.tenant() != null && !config.tenants().containsKey(r.tenant())) {
-            throw DaemonException.badRequest("unknown tenant '" + printable(r.tenant()) + "': the daemon has no secret "
-                    + "for it (lazyblock daemon --tenant-secrets)");
-        }
         synchronized (this) {
             if (closed) {
                 throw new DaemonException(503, "closing", "the daemon is closing");
@@ -368,7 +364,7 @@ public final class Daemon implements AutoCloseable {
             LayeredImage.BuildOpener opener = builds;
             if (r.tenant() != null) {
                 ContentCipher cipher = config.tenants().get(r.tenant());
-                if (cipher == null) { // a record of an earlier run whose daemon knew this tenant
+                if (cipher == null) { // a create's, or a record of an earlier run whose daemon knew this tenant
                     throw DaemonException.badRequest("unknown tenant '" + printable(r.tenant()) + "': the daemon "
                             + "has no secret for it (lazyblock daemon --tenant-secrets)");
                 }

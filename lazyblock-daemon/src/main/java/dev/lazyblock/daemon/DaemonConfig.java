@@ -53,7 +53,7 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
         positive("memoryAcceptTimeout", memoryAcceptTimeout);
         tenants = Map.copyOf(Objects.requireNonNull(tenants, "tenants"));
         for (String t : tenants.keySet()) {
-            if (!TENANT.matcher(t).matches()) {
+            if (!Daemon.ID.matcher(t).matches()) {
                 throw new IllegalArgumentException("invalid tenant name '" + t + "': expected 1 to 64 of "
                         + "[A-Za-z0-9._-], starting with a letter or digit");
             }
@@ -134,9 +134,6 @@ public record DaemonConfig(Path stateDir, int maxSandboxes, int maxBuilds, int m
                 fetchTimeout, drainTimeout, memoryAcceptTimeout, diskBudgetBytes, minFreeBytes, uffdHolder,
                 maxFetchThreads, t);
     }
-
-    /** What a tenant's name may be: as a sandbox id. */
-    static final java.util.regex.Pattern TENANT = java.util.regex.Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
 
     private static void positive(String what, int n) {
         if (n <= 0) {

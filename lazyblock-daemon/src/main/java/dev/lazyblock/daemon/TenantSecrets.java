@@ -45,16 +45,16 @@ public final class TenantSecrets {
                 continue;
             }
             String where = file + " line " + (i + 1);
-            int sp = indexOfWhitespace(line);
-            if (sp < 0) {
+            String[] parts = line.split("\\s+", 2);
+            if (parts.length < 2) {
                 throw new IllegalArgumentException(where + ": expected '<tenant> <secret>', found one word");
             }
-            String name = line.substring(0, sp);
-            if (!DaemonConfig.TENANT.matcher(name).matches()) {
+            String name = parts[0];
+            if (!Daemon.ID.matcher(name).matches()) {
                 throw new IllegalArgumentException(where + ": invalid tenant name (expected 1 to 64 of "
                         + "[A-Za-z0-9._-], starting with a letter or digit)");
             }
-            byte[] secret = line.substring(sp).strip().getBytes(StandardCharsets.UTF_8);
+            byte[] secret = parts[1].getBytes(StandardCharsets.UTF_8);
             ContentCipher cipher;
             try {
                 cipher = ContentCipher.fromSecret(secret);
@@ -68,14 +68,5 @@ public final class TenantSecrets {
             }
         }
         return tenants;
-    }
-
-    private static int indexOfWhitespace(String s) {
-        for (int i = 0; i < s.length(); i++) {
-            if (Character.isWhitespace(s.charAt(i))) {
-                return i;
-            }
-        }
-        return -1;
     }
 }
